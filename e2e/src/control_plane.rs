@@ -1,0 +1,65 @@
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::child::ChildProcess;
+use crate::paths;
+
+/// A real kube-apiserver + etcd, started once per test binary from
+/// `e2e/apiserver/bin/apiserver-harness` (built by `e2e/apiserver/hack/build.sh`), or the one
+/// named by `E2E_KUBECONFIG`.
+pub struct ControlPlane {
+    kubeconfig: PathBuf,
+    _process: Option<ChildProcess>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+
+impl ControlPlane {
+    /// The test binary's control plane, started on first use.
+    ///
+    /// # Panics
+    /// When it cannot be started: the e2e tests never skip silently.
+    pub fn shared() -> &'static ControlPlane {
+        SHARED.get_or_init(|| Self::start().expect("starting the kube-apiserver harness"))
+    }
+
+    /// Starts a control plane owned by the caller (stopped when dropped).
+    pub fn start() -> Result<Self> {
+        if let Some(path) = std::env::var_os("E2E_KUBECONFIG") {
+            return Ok(Self { kubeconfig: PathBuf::from(path), _process: None, _dir: None });
+        }
+        let binary = paths::harness_binary();
+        if !binary.exists() {
+            bail!(
+                "{} is missing: build it with e2e/apiserver/hack/build.sh (the README's test command does)",
+                binary.display()
+            );
+        }
+        let dir = tempfile::Builder::new().prefix("ccm-e2e-apiserver-").tempdir()?;
+        let mut command = Command::new(&binary);
+        command.arg("--dir").arg(dir.path()).arg("--exit-on-stdin-close");
+        let process = ChildProcess::spawn("apiserver", command, &paths::log_dir(), Duration::from_secs(120))?;
+        let kubeconfig = PathBuf::from(process.ready_value());
+        Ok(Self { kubeconfig, _process: Some(process), _dir: Some(dir) })
+    }
+
+    pub fn kubeconfig_path(&self) -> &std::path::Path {
+        &self.kubeconfig
+    }
+
+    /// A client for this control plane. Build one per test: a `kube::Client` belongs to the
+    /// tokio runtime it was made on.
+    pub async fn client(&self) -> Result<kube::Client> {
+        crate::init_crypto();
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .with_context(|| format!("reading {}", self.kubeconfig.display()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}

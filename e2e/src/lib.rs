@@ -1,0 +1,63 @@
+//! The test ground for the cloud-controller-manager's end-to-end tests.
+//!
+//! Everything here is real except the two things no emulator provides:
+//!
+//! - [`ControlPlane`]: a real kube-apiserver with embedded etcd (the Go harness in
+//!   `e2e/apiserver`), one per test binary, shared by its tests.
+//! - [`AwsEmulator`]: the moto server (`e2e/moto`), one per test binary; or, with
+//!   `E2E_AWS_ENDPOINT` set, an emulator that is already running (LocalStack, a moto you started).
+//! - [`AwsProxy`]: sits between the code under test and the emulator; counts every call by
+//!   service and action and injects throttling, 5xx errors and latency on request.
+//! - [`ImdsStub`]: an instance-metadata service for one seeded instance (moto's own IMDS is
+//!   unusable from the Rust SDK, see `e2e/README.md`).
+//! - [`SeededVpc`]: a realistic cluster VPC (subnets in two AZs, public and private route
+//!   tables, a node security group, cluster-tagged instances) and, on request, matching Nodes
+//!   registered the way a kubelet with `--cloud-provider=external` registers them.
+//!
+//! # Isolation
+//!
+//! Tests in one binary run in parallel against one apiserver and one emulator, so each test
+//! works in its own [`TestCluster`]: its own cluster ID, VPC, proxy and node names. A test that
+//! creates AWS resources ends with [`TestCluster::assert_nothing_left`].
+//!
+//! # Processes
+//!
+//! Helper processes are started with a pipe on their stdin and stop when it closes, so they
+//! never outlive the test process, even when a test panics or the process is killed; a test
+//! that owns a process (not a shared one) also stops it by PID when it is dropped.
+
+mod aws_emulator;
+mod child;
+mod cluster;
+mod control_plane;
+mod imds;
+mod nodes;
+mod paths;
+pub mod proxy;
+mod sdk;
+mod seed;
+
+pub use aws_emulator::AwsEmulator;
+pub use child::ChildProcess;
+pub use cluster::{Leftovers, TestCluster};
+pub use control_plane::ControlPlane;
+pub use imds::{ImdsStub, InstanceIdentity};
+pub use nodes::{NodeRegistration, UNINITIALIZED_TAINT};
+pub use paths::repo_root;
+pub use proxy::{AwsProxy, Fault, FaultRule, Service};
+pub use sdk::{AwsClients, sdk_config};
+pub use seed::{SeedOptions, SeededInstance, SeededSubnet, SeededVpc};
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs, the one the AWS SDK uses).
+/// Idempotent; every entry point that builds a TLS client calls it.
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Sends the test ground's own logs to the test output when `RUST_LOG` asks for them.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

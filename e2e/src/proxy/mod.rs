@@ -1,0 +1,199 @@
+//! The fault-injecting, call-recording AWS proxy.
+//!
+//! The code under test is pointed at [`AwsProxy::endpoint`] instead of the emulator. Every
+//! request is identified ([`CallId`]), recorded, checked against the injected [`FaultRule`]s
+//! and, unless a rule answers it with an error, forwarded unchanged to the emulator. Tests
+//! read the record to assert AWS call budgets ("100 joining nodes cost at most 5
+//! DescribeInstances") and call order, and inject throttling, 5xx errors and latency.
+
+mod call;
+mod fault;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{StatusCode, Uri, header};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub use call::{CallId, Service};
+pub use fault::{Fault, FaultRule};
+
+/// One request the proxy saw, and the fault it injected into it, if any.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub call: CallId,
+    pub fault: Option<Fault>,
+}
+
+#[derive(Default)]
+struct Record {
+    rules: Vec<FaultRule>,
+    calls: Vec<CallRecord>,
+}
+
+struct Inner {
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    record: Mutex<Record>,
+}
+
+/// A running proxy; stops when dropped.
+pub struct AwsProxy {
+    endpoint: String,
+    inner: Arc<Inner>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl AwsProxy {
+    /// Starts a proxy on a free 127.0.0.1 port that forwards to `upstream` (an `http://` URL).
+    pub async fn start(upstream: &str) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let inner = Arc::new(Inner {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: http_client(),
+            record: Mutex::default(),
+        });
+        let app = axum::Router::new().fallback(forward).with_state(inner.clone());
+        let server = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(%err, "AWS proxy stopped");
+            }
+        });
+        Ok(Self { endpoint, inner, server })
+    }
+
+    /// The URL to give the code under test as its AWS endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Adds a fault rule. Latency rules add up; of the error rules that hit a call, the first
+    /// added wins.
+    pub fn inject(&self, rule: FaultRule) {
+        self.record().rules.push(rule);
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        self.record().rules.clear();
+    }
+
+    /// Forgets the calls recorded so far (the rules stay).
+    pub fn reset_calls(&self) {
+        self.record().calls.clear();
+    }
+
+    /// Every call so far, in the order they arrived.
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.record().calls.clone()
+    }
+
+    /// How many `action` calls to `service` arrived, including those answered with a fault.
+    pub fn count(&self, service: Service, action: &str) -> usize {
+        self.count_where(|r| r.call.service == service && r.call.action == action)
+    }
+
+    /// How many `action` calls to `service` were answered with an injected fault.
+    pub fn count_faulted(&self, service: Service, action: &str) -> usize {
+        self.count_where(|r| r.call.service == service && r.call.action == action && r.fault.is_some())
+    }
+
+    pub fn count_where(&self, pred: impl Fn(&CallRecord) -> bool) -> usize {
+        self.record().calls.iter().filter(|r| pred(r)).count()
+    }
+
+    /// The calls that could have changed AWS state (anything but Describe/Get/List), in order.
+    pub fn mutating_calls(&self) -> Vec<CallId> {
+        self.record().calls.iter().filter(|r| r.call.is_mutating()).map(|r| r.call.clone()).collect()
+    }
+
+    /// Calls per `service/action`, for messages and budgets in docs.
+    pub fn summary(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in &self.record().calls {
+            *out.entry(format!("{}/{}", r.call.service, r.call.action)).or_default() += 1;
+        }
+        out
+    }
+
+    fn record(&self) -> MutexGuard<'_, Record> {
+        self.inner.record.lock().expect("proxy record lock")
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(body) => body,
+        Err(err) => return (StatusCode::BAD_REQUEST, format!("reading the request: {err}")).into_response(),
+    };
+    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let call = CallId::parse(parts.uri.query(), &body, authorization);
+
+    let (delay, error) = {
+        let mut record = inner.record.lock().expect("proxy record lock");
+        let mut delay = Duration::ZERO;
+        let mut error = None;
+        for rule in &mut record.rules {
+            match rule.fault {
+                Fault::Latency(d) if rule.fires(&call) => delay += d,
+                Fault::Latency(_) => {}
+                _ if error.is_none() && rule.fires(&call) => error = Some(rule.fault.clone()),
+                _ => {}
+            }
+        }
+        record.calls.push(CallRecord { call: call.clone(), fault: error.clone() });
+        (delay, error)
+    };
+    tracing::debug!(service = %call.service, action = %call.action, ?error, ?delay, "AWS call");
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(fault) = error {
+        let (status, xml) = fault::error_response(&fault, &call.service);
+        return Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "text/xml")
+            .body(Body::from(xml))
+            .expect("static response parts");
+    }
+
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = match format!("{}{path}", inner.upstream).parse::<Uri>() {
+        Ok(uri) => uri,
+        Err(err) => return (StatusCode::BAD_GATEWAY, format!("upstream URL: {err}")).into_response(),
+    };
+    parts.headers.remove(header::HOST);
+    match inner.client.request(http::Request::from_parts(parts, Full::new(body))).await {
+        Ok(response) => response.map(Body::new),
+        Err(err) => (StatusCode::BAD_GATEWAY, format!("forwarding to {}: {err}", inner.upstream)).into_response(),
+    }
+}
+
+fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http()
+}
+
+/// POSTs an empty body to a plain-HTTP URL and returns the status (the emulator's admin API).
+pub(crate) async fn http_post_empty(url: &str) -> Result<u16> {
+    let request = http::Request::post(url).body(Full::new(Bytes::new())).context("building the request")?;
+    let response = http_client().request(request).await.with_context(|| format!("POST {url}"))?;
+    Ok(response.status().as_u16())
+}

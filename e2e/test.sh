@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"): installs what the tests need from the
+# project's own files, then runs every unit and end-to-end test.
+#
+#   1. builds the kube-apiserver harness (e2e/apiserver; Go's build cache makes a rebuild fast)
+#   2. creates the moto virtualenv (e2e/moto; skipped when it already holds the pinned versions)
+#   3. cargo test --workspace: unit tests, and e2e tests that start the harness and moto
+#      themselves, one of each per test binary, and stop them when the binary exits
+#
+# Environment: CARGO_TARGET_DIR and MOTO_VENV may point at caches outside the clone.
+# E2E_AWS_ENDPOINT (+ E2E_AWS_FLAVOR=localstack) aims the tests at an emulator already running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "building the kube-apiserver harness"
+start=$SECONDS
+e2e/apiserver/hack/build.sh
+echo "harness ready in $((SECONDS - start)) s"
+
+if [ -z "${E2E_AWS_ENDPOINT:-}" ]; then
+  step "installing the moto AWS emulator"
+  start=$SECONDS
+  e2e/moto/setup.sh
+  echo "moto ready in $((SECONDS - start)) s"
+fi
+
+step "cargo test --workspace"
+cargo test --workspace --locked "$@"
