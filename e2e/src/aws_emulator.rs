@@ -51,10 +51,7 @@ impl AwsEmulator {
         }
         let python = paths::moto_python();
         if !python.exists() {
-            bail!(
-                "{} is missing: create it with e2e/moto/setup.sh (the README's test command does)",
-                python.display()
-            );
+            bail!("{} is missing: create it with e2e/moto/setup.sh (the README's test command does)", python.display());
         }
         // A free port can be taken between the probe and moto's bind; try a few.
         let mut last = None;

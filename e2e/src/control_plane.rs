@@ -15,7 +15,6 @@ use crate::paths;
 pub struct ControlPlane {
     kubeconfig: PathBuf,
     _process: Option<ChildProcess>,
-    _dir: Option<tempfile::TempDir>,
 }
 
 static SHARED: OnceLock<ControlPlane> = OnceLock::new();
@@ -32,7 +31,7 @@ impl ControlPlane {
     /// Starts a control plane owned by the caller (stopped when dropped).
     pub fn start() -> Result<Self> {
         if let Some(path) = std::env::var_os("E2E_KUBECONFIG") {
-            return Ok(Self { kubeconfig: PathBuf::from(path), _process: None, _dir: None });
+            return Ok(Self { kubeconfig: PathBuf::from(path), _process: None });
         }
         let binary = paths::harness_binary();
         if !binary.exists() {
@@ -41,12 +40,13 @@ impl ControlPlane {
                 binary.display()
             );
         }
-        let dir = tempfile::Builder::new().prefix("ccm-e2e-apiserver-").tempdir()?;
+        // Without --dir the harness makes its own temporary directory and removes it when it
+        // stops, which it does when our end of its stdin closes, even if we never drop it.
         let mut command = Command::new(&binary);
-        command.arg("--dir").arg(dir.path()).arg("--exit-on-stdin-close");
+        command.arg("--exit-on-stdin-close");
         let process = ChildProcess::spawn("apiserver", command, &paths::log_dir(), Duration::from_secs(120))?;
         let kubeconfig = PathBuf::from(process.ready_value());
-        Ok(Self { kubeconfig, _process: Some(process), _dir: Some(dir) })
+        Ok(Self { kubeconfig, _process: Some(process) })
     }
 
     pub fn kubeconfig_path(&self) -> &std::path::Path {

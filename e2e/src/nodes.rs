@@ -46,6 +46,11 @@ impl NodeRegistration {
         node
     }
 
+    pub fn with_internal_ip(mut self, ip: impl Into<String>) -> Self {
+        self.internal_ip = Some(ip.into());
+        self
+    }
+
     /// kubelet `--node-ip`: the annotation the cloud-node controller must honour.
     pub fn with_provided_node_ip(mut self, ip: impl Into<String>) -> Self {
         self.provided_node_ip = Some(ip.into());
@@ -94,7 +99,12 @@ impl NodeRegistration {
             }]
         });
         Node {
-            metadata: ObjectMeta { name: Some(self.name.clone()), labels: Some(labels), annotations, ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(labels),
+                annotations,
+                ..Default::default()
+            },
             spec: Some(NodeSpec {
                 provider_id: self.provider_id.clone(),
                 pod_cidr: self.pod_cidr.clone(),

@@ -24,9 +24,7 @@ pub(crate) fn moto_launcher() -> PathBuf {
 
 /// Where helper processes write their logs: the cargo target dir's `e2e-logs`, or a temp dir.
 pub(crate) fn log_dir() -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
+    let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
     let dir = base.join("e2e-logs");
     let _ = std::fs::create_dir_all(&dir);
     dir

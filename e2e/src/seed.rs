@@ -221,7 +221,12 @@ impl SeededVpc {
 
     /// Launches `count` more cluster-tagged instances, spread round-robin over the private
     /// subnets, one RunInstances per subnet.
-    pub async fn add_instances(&mut self, ec2: &Client, count: usize, instance_type: &str) -> Result<Vec<SeededInstance>> {
+    pub async fn add_instances(
+        &mut self,
+        ec2: &Client,
+        count: usize,
+        instance_type: &str,
+    ) -> Result<Vec<SeededInstance>> {
         let private: Vec<SeededSubnet> = self.subnets.iter().filter(|s| !s.public).cloned().collect();
         let mut added = Vec::new();
         for (i, subnet) in private.iter().enumerate() {
@@ -240,7 +245,10 @@ impl SeededVpc {
                 .security_group_ids(&self.node_security_group_id)
                 .tag_specifications(tags_for(
                     ResourceType::Instance,
-                    vec![tag(cluster_tag_key(&self.cluster_id), "owned"), tag("Name", format!("{}-node", self.cluster_id))],
+                    vec![
+                        tag(cluster_tag_key(&self.cluster_id), "owned"),
+                        tag("Name", format!("{}-node", self.cluster_id)),
+                    ],
                 ))
                 .send()
                 .await

@@ -43,7 +43,11 @@ async fn node_status_subresource_strategic_merge_and_watch() -> Result<()> {
     let client = ControlPlane::shared().client().await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let name = unique("smoke-node");
-    let registered = NodeRegistration::named(&name).with_provided_node_ip("10.9.9.9").register(&client).await?;
+    let registered = NodeRegistration::named(&name)
+        .with_internal_ip("10.9.9.9")
+        .with_provided_node_ip("10.9.9.9")
+        .register(&client)
+        .await?;
     let taints = registered.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
     assert!(taints.iter().any(|t| t.key == UNINITIALIZED_TAINT && t.effect == "NoSchedule"));
 
@@ -81,7 +85,11 @@ async fn node_status_subresource_strategic_merge_and_watch() -> Result<()> {
     assert_eq!(via_main.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
     let undo = serde_json::json!({"spec": {"unschedulable": false}, "status": {"addresses": [{"type": "ExternalIP", "$patch": "delete"}]}});
     let via_status = nodes.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&undo)).await?;
-    assert_eq!(via_status.spec.as_ref().and_then(|s| s.unschedulable), Some(true), "spec must not change through status");
+    assert_eq!(
+        via_status.spec.as_ref().and_then(|s| s.unschedulable),
+        Some(true),
+        "spec must not change through status"
+    );
     assert_eq!(address_types(&via_status).len(), 2);
 
     nodes.delete(&name, &DeleteParams::default()).await?;
@@ -153,11 +161,8 @@ async fn seeded_vpc_is_what_it_promises() -> Result<()> {
         .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc.vpc_id).build())
         .send()
         .await?;
-    let tagged: Vec<_> = tables
-        .route_tables()
-        .iter()
-        .filter(|t| t.tags().iter().any(|tag| tag.key() == Some(key.as_str())))
-        .collect();
+    let tagged: Vec<_> =
+        tables.route_tables().iter().filter(|t| t.tags().iter().any(|tag| tag.key() == Some(key.as_str()))).collect();
     assert_eq!(tagged.len(), 1, "exactly one cluster-tagged route table");
     assert_eq!(tagged[0].route_table_id(), Some(vpc.cluster_route_table_id.as_str()));
     let public = tables
@@ -168,13 +173,17 @@ async fn seeded_vpc_is_what_it_promises() -> Result<()> {
     assert!(public.routes().iter().any(|r| r.gateway_id() == Some(vpc.internet_gateway_id.as_str())));
     assert_eq!(public.associations().len(), 2);
 
-    let instances = ec2.describe_instances().filters(
-        aws_sdk_ec2::types::Filter::builder().name(format!("tag:{key}")).values("owned").build(),
-    );
+    let instances = ec2
+        .describe_instances()
+        .filters(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{key}")).values("owned").build());
     let reservations = instances.send().await?;
     let running: Vec<_> = reservations.reservations().iter().flat_map(|r| r.instances()).collect();
     assert_eq!(running.len(), 3);
-    assert!(running.iter().all(|i| i.security_groups().iter().any(|g| g.group_id() == Some(vpc.node_security_group_id.as_str()))));
+    assert!(
+        running
+            .iter()
+            .all(|i| i.security_groups().iter().any(|g| g.group_id() == Some(vpc.node_security_group_id.as_str())))
+    );
 
     let nodes: Api<Node> = Api::all(cluster.kube().await?);
     for instance in &vpc.instances {
@@ -195,7 +204,13 @@ async fn proxy_counts_calls_and_the_leftover_check_sees_a_load_balancer() -> Res
     let cluster = TestCluster::new("proxy").await?;
     let vpc = cluster.seed(SeedOptions::default()).await?;
     let reservations = cluster.aws.ec2.describe_instances().send().await?;
-    assert!(reservations.reservations().iter().flat_map(|r| r.instances()).any(|i| i.instance_id() == Some(vpc.instances[0].id.as_str())));
+    assert!(
+        reservations
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .any(|i| i.instance_id() == Some(vpc.instances[0].id.as_str()))
+    );
     assert_eq!(cluster.proxy.count(Service::Ec2, "DescribeInstances"), 1);
     assert!(cluster.proxy.mutating_calls().is_empty());
 
@@ -211,7 +226,14 @@ async fn proxy_counts_calls_and_the_leftover_check_sees_a_load_balancer() -> Res
         .elb
         .create_load_balancer()
         .load_balancer_name(&name)
-        .listeners(Listener::builder().protocol("TCP").load_balancer_port(80).instance_protocol("TCP").instance_port(30080).build()?)
+        .listeners(
+            Listener::builder()
+                .protocol("TCP")
+                .load_balancer_port(80)
+                .instance_protocol("TCP")
+                .instance_port(30080)
+                .build()?,
+        )
         .set_subnets(Some(public))
         .tags(Tag::builder().key(cluster.cluster_tag_key()).value("owned").build()?)
         .send()
@@ -225,7 +247,8 @@ async fn proxy_counts_calls_and_the_leftover_check_sees_a_load_balancer() -> Res
     assert!(cluster.assert_nothing_left().await.is_err());
 
     cluster.aws.elb.delete_load_balancer().load_balancer_name(&name).send().await?;
-    let mutating: Vec<String> = cluster.proxy.mutating_calls().iter().map(|c| format!("{}/{}", c.service, c.action)).collect();
+    let mutating: Vec<String> =
+        cluster.proxy.mutating_calls().iter().map(|c| format!("{}/{}", c.service, c.action)).collect();
     assert_eq!(mutating, ["elb/CreateLoadBalancer", "elb/DeleteLoadBalancer"]);
     cluster.assert_nothing_left().await
 }
@@ -273,7 +296,8 @@ async fn imds_stub_speaks_imdsv2_for_a_seeded_instance() -> Result<()> {
     let instance = &vpc.instances[0];
     let stub = ImdsStub::start(vpc.identity_of(instance)).await?;
 
-    let imds = aws_config::imds::Client::builder().endpoint(stub.endpoint())?.build();
+    let imds =
+        aws_config::imds::Client::builder().endpoint(stub.endpoint()).map_err(anyhow::Error::from_boxed)?.build();
     let get = |path: &'static str| {
         let imds = imds.clone();
         async move { imds.get(path).await.map(String::from).with_context(|| path.to_string()) }
@@ -292,7 +316,10 @@ async fn imds_stub_speaks_imdsv2_for_a_seeded_instance() -> Result<()> {
 
     // Without a session token the stub refuses, as IMDSv2-only instances do.
     let url = format!("{}/latest/meta-data/instance-id", stub.endpoint());
-    let status = tokio::process::Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output().await?;
+    let status = tokio::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+        .output()
+        .await?;
     assert_eq!(String::from_utf8_lossy(&status.stdout), "401");
     Ok(())
 }
@@ -339,6 +366,6 @@ async fn watch_streams_node_deletion() -> Result<()> {
     .context("no deletion event")??;
     assert!(listed);
     assert_eq!(deleted.metadata.name.as_deref(), Some(name.as_str()));
-    assert!(matches!(nodes.get_opt(&name).await?, None));
+    assert!(nodes.get_opt(&name).await?.is_none());
     Ok(())
 }

@@ -42,7 +42,8 @@ impl CallId {
     pub fn parse(query: Option<&str>, body: &[u8], authorization: Option<&str>) -> Self {
         let mut action = None;
         let mut version = None;
-        let pairs = url::form_urlencoded::parse(body).chain(url::form_urlencoded::parse(query.unwrap_or("").as_bytes()));
+        let pairs =
+            url::form_urlencoded::parse(body).chain(url::form_urlencoded::parse(query.unwrap_or("").as_bytes()));
         for (key, value) in pairs {
             match key.as_ref() {
                 "Action" if action.is_none() => action = Some(value.into_owned()),

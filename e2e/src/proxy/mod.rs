@@ -152,11 +152,13 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
         let mut delay = Duration::ZERO;
         let mut error = None;
         for rule in &mut record.rules {
-            match rule.fault {
-                Fault::Latency(d) if rule.fires(&call) => delay += d,
-                Fault::Latency(_) => {}
-                _ if error.is_none() && rule.fires(&call) => error = Some(rule.fault.clone()),
-                _ => {}
+            let is_latency = matches!(rule.fault, Fault::Latency(_));
+            // Once an error is chosen, later error rules are not consulted (nor counted).
+            if (is_latency || error.is_none()) && rule.fires(&call) {
+                match rule.fault {
+                    Fault::Latency(d) => delay += d,
+                    ref fault => error = Some(fault.clone()),
+                }
             }
         }
         record.calls.push(CallRecord { call: call.clone(), fault: error.clone() });
