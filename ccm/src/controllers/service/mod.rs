@@ -1,0 +1,316 @@
+//! The service controller: a load balancer for every `type: LoadBalancer` Service.
+//!
+//! # Watches
+//! Services, and Nodes (through a reflector): a change of the *eligible* node set (see
+//! [`crate::objects::is_lb_eligible`]) re-examines every Service, but only the Services whose
+//! last-synced node set differs get a call, and it is `update_hosts`, not a full ensure.
+//!
+//! # Expected flow
+//! - A Service that wants a load balancer (`type: LoadBalancer`, no `loadBalancerClass`):
+//!   Event `EnsuringLoadBalancer`; the finalizer `service.kubernetes.io/load-balancer-cleanup`
+//!   is added **before** the cloud is asked for anything; `ensure`; Event
+//!   `EnsuredLoadBalancer`; `status.loadBalancer` patched through the status subresource when
+//!   it changed. No eligible Nodes → Warning `UnAvailableLoadBalancer` (the LB is still made).
+//! - A Service with the finalizer that is being deleted or no longer wants a load balancer
+//!   (type changed, class set): Event `DeletingLoadBalancer`, `ensure_deleted` (always, even
+//!   when `get` finds nothing: the provider finds and removes leftover pieces), the finalizer
+//!   removed and the status cleared **only after** the provider confirmed, Event
+//!   `DeletedLoadBalancer`.
+//!
+//! # Guarantees
+//! - A Service whose relevant fields (see [`fingerprint`]) and node set are unchanged costs no
+//!   cloud call, except the periodic re-ensure (`--load-balancer-resync-period`, default 10
+//!   min) that repairs drift, which upstream never does.
+//! - `ImplementedElsewhere` from the provider: success, and the status is left alone.
+//! - Failures: Warning `SyncLoadBalancerFailed` / `UpdateLoadBalancerFailed` /
+//!   `DeleteLoadBalancerFailed`, then per-Service exponential backoff 5 s → 300 s, or the
+//!   provider's fixed delay, or (for errors only a change can fix) no retry until the Service
+//!   changes. Workers never wait on a cloud operation in progress; with
+//!   `--concurrent-service-syncs` > 1 a slow Service does not hold up the others.
+
+mod fingerprint;
+mod status;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloud_provider::{CloudError, CloudProvider, LoadBalancers, NodeInfo};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use super::backoff::Backoff;
+use super::{ReconcileError, Shared};
+use crate::events::Events;
+use crate::objects::{self, LB_CLEANUP_FINALIZER};
+
+pub use fingerprint::fingerprint;
+
+pub const NAME: &str = "service";
+/// Upstream's event source.
+pub const EVENT_SOURCE: &str = "service-controller";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cluster_name: String,
+    pub workers: u16,
+    /// Re-ensure every load balancer this often even when nothing changed.
+    pub resync: Option<Duration>,
+}
+
+/// What was last pushed to the cloud for a Service.
+#[derive(Debug, Clone)]
+struct Synced {
+    fingerprint: u64,
+    nodes: BTreeSet<(String, Option<String>)>,
+    at: Instant,
+}
+
+struct Context<P: CloudProvider> {
+    shared: Shared,
+    lb: Arc<P>,
+    settings: Settings,
+    nodes: Store<Node>,
+    events: Events,
+    synced: Mutex<HashMap<String, Synced>>,
+    backoff: Backoff,
+}
+
+impl<P: CloudProvider> Context<P> {
+    fn load_balancers(&self) -> &P::LoadBalancers {
+        self.lb.load_balancers().expect("the service controller runs only for clouds with load balancers")
+    }
+}
+
+/// Runs until `shutdown` resolves. The cloud must offer load balancers.
+pub async fn run<P: CloudProvider>(
+    shared: Shared,
+    cloud: Arc<P>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = shared.client.clone();
+    let (nodes, node_events) = super::node_cache(&client);
+    let (trigger, triggers) = futures::channel::mpsc::channel::<()>(1);
+    let node_watch = tokio::spawn(watch_node_set(node_events, nodes.clone(), trigger));
+    if nodes.wait_until_ready().await.is_err() {
+        tracing::error!("node reflector stopped before it was ready");
+        return;
+    }
+
+    let events = Events::new(client.clone(), EVENT_SOURCE, &shared.instance);
+    let ctx = Arc::new(Context {
+        shared,
+        lb: cloud,
+        nodes,
+        events,
+        synced: Mutex::default(),
+        backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+        settings: settings.clone(),
+    });
+    Controller::new(Api::<Service>::all(client), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(settings.workers))
+        .reconcile_all_on(triggers)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(%err, "service reconcile");
+            }
+        })
+        .await;
+    node_watch.abort();
+}
+
+/// Sends a trigger whenever the eligible node set (names and providerIDs) changes.
+async fn watch_node_set(
+    events: impl futures::Stream<Item = Result<Node, watcher::Error>>,
+    store: Store<Node>,
+    mut trigger: futures::channel::mpsc::Sender<()>,
+) {
+    let mut last = None;
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        if let Err(err) = event {
+            tracing::warn!(%err, "node watch");
+            continue;
+        }
+        let current = node_key(&eligible_nodes(&store));
+        if last.as_ref() != Some(&current) {
+            last = Some(current);
+            // A full channel already holds a pending trigger, which covers this change too.
+            let _ = trigger.try_send(());
+        }
+    }
+}
+
+fn eligible_nodes(store: &Store<Node>) -> Vec<NodeInfo> {
+    let mut nodes: Vec<NodeInfo> =
+        store.state().iter().filter(|n| objects::is_lb_eligible(n)).map(|n| objects::node_info(n)).collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    nodes
+}
+
+fn node_key(nodes: &[NodeInfo]) -> BTreeSet<(String, Option<String>)> {
+    nodes.iter().map(|n| (n.name.clone(), n.provider_id.clone())).collect()
+}
+
+fn key(service: &Service) -> String {
+    format!("{}/{}", service.namespace().unwrap_or_default(), service.name_any())
+}
+
+async fn reconcile<P: CloudProvider>(service: Arc<Service>, ctx: Arc<Context<P>>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = if objects::has_finalizer(&service, LB_CLEANUP_FINALIZER)
+        && (service.meta().deletion_timestamp.is_some() || !objects::wants_load_balancer(&service))
+    {
+        delete(&service, &ctx).await
+    } else if objects::wants_load_balancer(&service) && service.meta().deletion_timestamp.is_none() {
+        ensure(&service, &ctx).await
+    } else {
+        ctx.synced.lock().expect("lock").remove(&key(&service));
+        Ok(Action::await_change())
+    };
+    ctx.shared.metrics.reconciled(NAME, started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.reset(&key(&service));
+    }
+    result
+}
+
+fn error_policy<P: CloudProvider>(service: Arc<Service>, err: &ReconcileError, ctx: Arc<Context<P>>) -> Action {
+    ctx.shared.metrics.failed(NAME, err.kind());
+    let delay = ctx.backoff.next_delay(&key(&service), err.retry());
+    tracing::info!(service = %key(&service), %err, ?delay, "load balancer sync failed");
+    delay.map_or_else(Action::await_change, Action::requeue)
+}
+
+async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result<Action, ReconcileError> {
+    let key = key(service);
+    let object = service.object_ref(&());
+    let info = objects::service_info(service);
+    let fingerprint = fingerprint(service);
+    let nodes = eligible_nodes(&ctx.nodes);
+    let node_set = node_key(&nodes);
+    let previous = ctx.synced.lock().expect("lock").get(&key).cloned();
+    let next_resync = |at: Instant| ctx.settings.resync.map(|period| period.saturating_sub(at.elapsed()));
+
+    if let Some(prev) = previous.filter(|p| p.fingerprint == fingerprint && objects::has_finalizer(service, LB_CLEANUP_FINALIZER)) {
+        let due = next_resync(prev.at).is_some_and(|left| left.is_zero());
+        if !due && prev.nodes == node_set {
+            return Ok(next_resync(prev.at).map_or_else(Action::await_change, Action::requeue));
+        }
+        if !due {
+            update_hosts(ctx, &object, &key, &info, &nodes, fingerprint, node_set, prev.at).await?;
+            return Ok(next_resync(prev.at).map_or_else(Action::await_change, Action::requeue));
+        }
+    }
+
+    ctx.events.normal(&object, "EnsuringLoadBalancer", "Ensuring load balancer").await;
+    let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &service.namespace().unwrap_or_default());
+    if !objects::has_finalizer(service, LB_CLEANUP_FINALIZER) {
+        status::add_finalizer(&api, &service.name_any()).await?;
+    }
+    if nodes.is_empty() {
+        ctx.events.warning(&object, "UnAvailableLoadBalancer", "There are no available nodes for LoadBalancer").await;
+    }
+    ctx.shared.metrics.lb_sync.inc();
+    let result = ctx.load_balancers().ensure(&ctx.settings.cluster_name, &info, &nodes).await;
+    let remember = || {
+        let synced = Synced { fingerprint, nodes: node_set.clone(), at: Instant::now() };
+        ctx.synced.lock().expect("lock").insert(key.clone(), synced);
+    };
+    match result {
+        Ok(lb_status) => {
+            ctx.events.normal(&object, "EnsuredLoadBalancer", "Ensured load balancer").await;
+            if lb_status.ingress != info.current_ingress {
+                status::set_ingress(&api, &service.name_any(), &lb_status.ingress).await?;
+            }
+            remember();
+            Ok(ctx.settings.resync.map_or_else(Action::await_change, Action::requeue))
+        }
+        Err(CloudError::ImplementedElsewhere) => {
+            tracing::debug!(service = %key, "load balancer implemented elsewhere");
+            remember();
+            Ok(Action::await_change())
+        }
+        Err(err) => {
+            ctx.events.warning(&object, "SyncLoadBalancerFailed", format!("Error syncing load balancer: {err}")).await;
+            Err(err.into())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn update_hosts<P: CloudProvider>(
+    ctx: &Context<P>,
+    object: &ObjectReference,
+    key: &str,
+    info: &cloud_provider::ServiceInfo,
+    nodes: &[NodeInfo],
+    fingerprint: u64,
+    node_set: BTreeSet<(String, Option<String>)>,
+    synced_at: Instant,
+) -> Result<(), ReconcileError> {
+    let started = Instant::now();
+    let result = ctx.load_balancers().update_hosts(&ctx.settings.cluster_name, info, nodes).await;
+    ctx.shared.metrics.update_hosts_latency.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) | Err(CloudError::ImplementedElsewhere) => {
+            if nodes.is_empty() {
+                ctx.events.warning(object, "UnAvailableLoadBalancer", "There are no available nodes for LoadBalancer").await;
+            } else {
+                ctx.events.normal(object, "UpdatedLoadBalancer", "Updated load balancer with new hosts").await;
+            }
+            // The resync clock keeps running from the last full ensure.
+            let synced = Synced { fingerprint, nodes: node_set, at: synced_at };
+            ctx.synced.lock().expect("lock").insert(key.to_string(), synced);
+            ctx.shared.metrics.nodesync_latency.observe(started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Err(err) => {
+            ctx.shared.metrics.nodesync_errors.inc();
+            let names: Vec<&str> = nodes.iter().take(20).map(|n| n.name.as_str()).collect();
+            let more = if nodes.len() > 20 { format!(" and {} more", nodes.len() - 20) } else { String::new() };
+            ctx.events
+                .warning(
+                    object,
+                    "UpdateLoadBalancerFailed",
+                    format!("Error updating load balancer with new hosts [{}]{more}: {err}", names.join(", ")),
+                )
+                .await;
+            // Forget what was synced: the retry does a full ensure.
+            ctx.synced.lock().expect("lock").remove(key);
+            Err(err.into())
+        }
+    }
+}
+
+async fn delete<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result<Action, ReconcileError> {
+    let object = service.object_ref(&());
+    let info = objects::service_info(service);
+    let lbs = ctx.load_balancers();
+    let cluster = &ctx.settings.cluster_name;
+    // Asked only for the Event: deletion runs either way, so pieces left by an interrupted
+    // delete (target groups, security-group rules) are still found and removed.
+    if matches!(lbs.get(cluster, &info).await, Ok(Some(_))) {
+        ctx.events.normal(&object, "DeletingLoadBalancer", "Deleting load balancer").await;
+    }
+    match lbs.ensure_deleted(cluster, &info).await {
+        Ok(()) | Err(CloudError::ImplementedElsewhere) => {}
+        Err(err) => {
+            ctx.events.warning(&object, "DeleteLoadBalancerFailed", format!("Error deleting load balancer: {err}")).await;
+            return Err(err.into());
+        }
+    }
+    let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &service.namespace().unwrap_or_default());
+    status::remove_finalizer_and_ingress(&api, &service.name_any()).await?;
+    ctx.events.normal(&object, "DeletedLoadBalancer", "Deleted load balancer").await;
+    ctx.synced.lock().expect("lock").remove(&key(service));
+    Ok(Action::await_change())
+}

@@ -1,0 +1,187 @@
+//! A Kubernetes cloud-controller-manager.
+//!
+//! One process runs up to four controllers against a [`cloud_provider::CloudProvider`]:
+//!
+//! | controller | needs | writes |
+//! |---|---|---|
+//! | [`controllers::node`] (cloud-node) | instances | Node providerID, labels, taint, addresses; Event `Synced` |
+//! | [`controllers::node_lifecycle`] (cloud-node-lifecycle) | instances | Node deletion, shutdown taint |
+//! | [`controllers::service`] (service) | load balancers | Service finalizer and `status.loadBalancer`; LB Events |
+//! | [`controllers::route`] (route) | routes + `--cluster-cidr` | cloud routes, Node `NetworkUnavailable` |
+//!
+//! A controller whose capability the cloud lacks, or that `--controllers` disables, does not
+//! start. With leader election on (the default), the controllers start only once this process
+//! holds the Lease, and the process exits if it loses it. SIGTERM/SIGINT stop the controllers,
+//! release the Lease and exit within [`SHUTDOWN_GRACE`].
+
+pub mod controllers;
+pub mod duration;
+pub mod events;
+pub mod leader_election;
+pub mod metrics;
+pub mod objects;
+pub mod options;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use cloud_provider::CloudProvider;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::controllers::Shared;
+use crate::leader_election::LeaderElector;
+use crate::metrics::Metrics;
+use crate::options::Config;
+use crate::server::Health;
+
+/// How long running controllers get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Installs the process-wide TLS crypto provider (aws-lc-rs, shared with the AWS SDK).
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The Kubernetes client: `--kubeconfig`, else the usual inference (KUBECONFIG, ~/.kube,
+/// in-cluster).
+pub async fn kube_client(config: &Config) -> Result<kube::Client> {
+    init_crypto();
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await.context("finding a Kubernetes API server")?,
+    };
+    Ok(kube::Client::try_from(kube_config)?)
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Shut down on request.
+    Stopped,
+}
+
+/// Runs the enabled controllers against `cloud` until `stop` is cancelled (or, with leader
+/// election, the Lease is lost, which is an error). `health` and `metrics` are shared with
+/// the HTTP server.
+pub async fn run<P: CloudProvider>(
+    config: &Config,
+    client: kube::Client,
+    cloud: Arc<P>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> Result<Exit> {
+    let mut elector = config
+        .leader_election
+        .clone()
+        .map(|settings| LeaderElector::new(client.clone(), settings, leader_election::identity()));
+    let instance = elector.as_ref().map_or_else(leader_election::identity, |e| e.identity().to_string());
+    health.set_ready();
+
+    if let Some(elector) = elector.as_mut() {
+        tracing::info!(identity = %elector.identity(), "waiting to become leader");
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = stop.cancelled() => return Ok(Exit::Stopped),
+        }
+        metrics.leader.set(1);
+    }
+
+    let shared = Shared { client, metrics: metrics.clone(), instance };
+    let controllers = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    start_controllers(config, &shared, &cloud, &controllers, &health, &mut tasks);
+
+    let outcome = match elector.as_mut() {
+        Some(elector) => tokio::select! {
+            lost = elector.hold() => Err(anyhow::Error::new(lost)),
+            () = stop.cancelled() => Ok(Exit::Stopped),
+        },
+        None => {
+            stop.cancelled().await;
+            Ok(Exit::Stopped)
+        }
+    };
+    if outcome.is_err() {
+        // A former leader must stop writing at once; the caller exits.
+        metrics.leader.set(0);
+        tasks.abort_all();
+        return outcome;
+    }
+    tracing::info!("shutting down");
+    controllers.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!("controllers did not stop within {SHUTDOWN_GRACE:?}; stopping them");
+        tasks.abort_all();
+    }
+    if let Some(elector) = elector.as_mut() {
+        elector.release().await;
+        metrics.leader.set(0);
+    }
+    outcome
+}
+
+fn start_controllers<P: CloudProvider>(
+    config: &Config,
+    shared: &Shared,
+    cloud: &Arc<P>,
+    stop: &CancellationToken,
+    health: &Arc<Health>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let mut spawn = |name: &'static str, task: futures::future::BoxFuture<'static, ()>| {
+        tracing::info!(controller = name, "starting");
+        health.set_controller(name, true);
+        let health = health.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            task.await;
+            if !stop.is_cancelled() {
+                tracing::error!(controller = name, "stopped unexpectedly");
+                health.set_controller(name, false);
+            }
+        });
+    };
+    let sets = config.controllers;
+    if sets.cloud_node && cloud.instances().is_some() {
+        let settings = controllers::node::Settings {
+            workers: config.node_workers,
+            status_update_frequency: config.node_status_update_frequency,
+        };
+        let task = controllers::node::run(shared.clone(), cloud.clone(), settings, stop.clone().cancelled_owned());
+        spawn(controllers::node::NAME, Box::pin(task));
+    }
+    if sets.cloud_node_lifecycle && cloud.instances().is_some() {
+        let task = controllers::node_lifecycle::run(
+            shared.clone(),
+            cloud.clone(),
+            config.node_monitor_period,
+            stop.clone().cancelled_owned(),
+        );
+        spawn(controllers::node_lifecycle::NAME, Box::pin(task));
+    }
+    if sets.service && cloud.load_balancers().is_some() {
+        let settings = controllers::service::Settings {
+            cluster_name: config.cluster_name.clone(),
+            workers: config.service_workers,
+            resync: config.load_balancer_resync_period,
+        };
+        let task = controllers::service::run(shared.clone(), cloud.clone(), settings, stop.clone().cancelled_owned());
+        spawn(controllers::service::NAME, Box::pin(task));
+    }
+    if sets.route && config.configure_cloud_routes && cloud.routes().is_some() {
+        let settings = controllers::route::Settings {
+            cluster_name: config.cluster_name.clone(),
+            cluster_cidrs: config.cluster_cidrs.clone(),
+            period: config.route_reconciliation_period,
+        };
+        let task = controllers::route::run(shared.clone(), cloud.clone(), settings, stop.clone().cancelled_owned());
+        spawn(controllers::route::NAME, Box::pin(task));
+    }
+}

@@ -1,0 +1,98 @@
+//! `cloud-controller-manager`: flags → validated config → provider → controllers.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use cloud_controller_manager::metrics::Metrics;
+use cloud_controller_manager::options::{Args, Config, LogConfig};
+use cloud_controller_manager::server::{self, Health};
+use cloud_provider_fake::{FakeCloud, FakeConfig};
+use tokio_util::sync::CancellationToken;
+
+fn init_logging(log: LogConfig) {
+    let level = match log.verbosity {
+        0 | 1 => "info",
+        2 | 3 => "debug",
+        _ => "trace",
+    };
+    // Our own crates at the chosen level; libraries stay at warn unless -v is high.
+    let default = if log.verbosity >= 4 {
+        level.to_string()
+    } else {
+        format!("warn,cloud_controller_manager={level},cloud_provider={level},cloud_provider_fake={level}")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let config = match Config::try_from(args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("cloud-controller-manager: {err}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(config.log);
+    if let Err(err) = run(config).await {
+        tracing::error!("{err:#}");
+        eprintln!("cloud-controller-manager: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if !config.ignored_flags.is_empty() {
+        tracing::warn!(flags = ?config.ignored_flags, "accepted for compatibility, no effect here");
+    }
+    let cloud_config = match &config.cloud_config {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading --cloud-config {}", path.display()))?),
+        None => None,
+    };
+
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("signal received");
+        signal_stop.cancel();
+    });
+
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let bound = server::serve(config.serve, health.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("serving health and metrics on {}", config.serve))?;
+    tracing::info!(%bound, "serving /healthz, /readyz, /metrics");
+    let client = cloud_controller_manager::kube_client(&config).await?;
+
+    match config.provider.as_str() {
+        "fake" => {
+            let fake_config = match cloud_config {
+                Some(text) => FakeConfig::parse(&text)?,
+                None => FakeConfig::default(),
+            };
+            let cloud = Arc::new(FakeCloud::new(fake_config));
+            cloud_controller_manager::run(&config, client, cloud, metrics, health, stop).await?;
+        }
+        "aws" => bail!("--cloud-provider=aws: the AWS provider is not part of this build yet (see the README's status)"),
+        other => bail!("--cloud-provider={other}: unknown provider (known: aws, fake)"),
+    }
+    Ok(())
+}
