@@ -70,7 +70,7 @@ pub enum Exit {
 /// election, the Lease is lost, which is an error). `health` and `metrics` are shared with
 /// the HTTP server.
 pub async fn run<P: CloudProvider>(
-    config: &Config,
+    config: Config,
     client: kube::Client,
     cloud: Arc<P>,
     metrics: Arc<Metrics>,
@@ -96,7 +96,7 @@ pub async fn run<P: CloudProvider>(
     let shared = Shared { client, metrics: metrics.clone(), instance };
     let controllers = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    start_controllers(config, &shared, &cloud, &controllers, &health, &mut tasks);
+    start_controllers(&config, &shared, &cloud, &controllers, &health, &mut tasks);
 
     let outcome = match elector.as_mut() {
         Some(elector) => tokio::select! {

@@ -58,14 +58,17 @@ async fn run(config: Config) -> Result<()> {
         tracing::warn!(flags = ?config.ignored_flags, "accepted for compatibility, no effect here");
     }
     let cloud_config = match &config.cloud_config {
-        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading --cloud-config {}", path.display()))?),
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading --cloud-config {}", path.display()))?)
+        }
         None => None,
     };
 
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -89,9 +92,11 @@ async fn run(config: Config) -> Result<()> {
                 None => FakeConfig::default(),
             };
             let cloud = Arc::new(FakeCloud::new(fake_config));
-            cloud_controller_manager::run(&config, client, cloud, metrics, health, stop).await?;
+            cloud_controller_manager::run(config.clone(), client, cloud, metrics, health, stop).await?;
         }
-        "aws" => bail!("--cloud-provider=aws: the AWS provider is not part of this build yet (see the README's status)"),
+        "aws" => {
+            bail!("--cloud-provider=aws: the AWS provider is not part of this build yet (see the README's status)")
+        }
         other => bail!("--cloud-provider={other}: unknown provider (known: aws, fake)"),
     }
     Ok(())

@@ -110,7 +110,11 @@ impl Default for Metrics {
             "Reconcile duration by controller",
             m.reconcile_duration.clone(),
         );
-        registry.register("cloud_controller_manager_leader", "1 while this process leads", m.leader.clone());
+        registry.register(
+            "cloud_controller_manager_leader",
+            "Whether this process holds the leader Lease (1) or not (0)",
+            m.leader.clone(),
+        );
         Self { registry, ..m }
     }
 }

@@ -129,7 +129,11 @@ mod tests {
         assert!(!is_lb_eligible(&node_with_label(Some(""))), "unparsable excludes");
         let mut tainted = node_with_label(None);
         tainted.spec = Some(NodeSpec {
-            taints: Some(vec![Taint { key: TO_BE_DELETED_TAINT.into(), effect: "NoSchedule".into(), ..Default::default() }]),
+            taints: Some(vec![Taint {
+                key: TO_BE_DELETED_TAINT.into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         });
         assert!(!is_lb_eligible(&tainted));

@@ -17,7 +17,8 @@ use crate::duration::parse_duration;
 
 /// A Kubernetes cloud-controller-manager.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "cloud-controller-manager", version, about, long_about = None)]
+// Like Go's pflag, a repeated flag takes its last value.
+#[command(name = "cloud-controller-manager", version, about, long_about = None, args_override_self = true)]
 pub struct Args {
     /// The cloud provider: `aws` or `fake` (an in-memory cloud for trying the controllers).
     #[arg(long, env = "CLOUD_PROVIDER")]
@@ -228,9 +229,10 @@ impl TryFrom<Args> for Config {
                 problems.push(format!("{flag} must be greater than zero"));
             }
         }
-        for (flag, value) in
-            [("--concurrent-service-syncs", args.concurrent_service_syncs), ("--concurrent-node-syncs", args.concurrent_node_syncs)]
-        {
+        for (flag, value) in [
+            ("--concurrent-service-syncs", args.concurrent_service_syncs),
+            ("--concurrent-node-syncs", args.concurrent_node_syncs),
+        ] {
             if value == 0 {
                 problems.push(format!("{flag} must be at least 1"));
             }
@@ -367,11 +369,13 @@ mod tests {
 
     #[test]
     fn go_style_booleans_and_verbosity() {
-        let c = config(&["--cloud-provider=fake", "--configure-cloud-routes=false", "--leader-elect=false", "-v=2"]).unwrap();
+        let c = config(&["--cloud-provider=fake", "--configure-cloud-routes=false", "--leader-elect=false", "-v=2"])
+            .unwrap();
         assert!(!c.configure_cloud_routes);
         assert!(c.leader_election.is_none());
         assert_eq!(c.log.verbosity, 2);
-        let c = config(&["--cloud-provider=fake", "--configure-cloud-routes", "--cluster-cidr=10.0.0.0/8", "--v=4"]).unwrap();
+        let c = config(&["--cloud-provider=fake", "--configure-cloud-routes", "--cluster-cidr=10.0.0.0/8", "--v=4"])
+            .unwrap();
         assert!(c.configure_cloud_routes);
         assert_eq!(c.log.verbosity, 4);
     }

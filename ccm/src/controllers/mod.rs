@@ -81,7 +81,9 @@ impl ControllerSet {
                 *set.slot(*known) = enable;
             } else if NOT_IMPLEMENTED.contains(&name) {
                 if enable {
-                    warnings.push(format!("--controllers: {name:?} is an upstream controller this binary does not have; ignored"));
+                    warnings.push(format!(
+                        "--controllers: {name:?} is an upstream controller this binary does not have; ignored"
+                    ));
                 }
             } else {
                 let names: Vec<_> = ALL.iter().map(|c| format!("{} ({})", c.canonical, c.alias)).collect();

@@ -216,8 +216,10 @@ fn node_addresses(node: &Node, meta: &InstanceMetadata) -> Result<Vec<NodeAddres
 }
 
 async fn patch_addresses(api: &Api<Node>, name: &str, addresses: &[NodeAddress]) -> kube::Result<()> {
-    let list: Vec<K8sAddress> =
-        addresses.iter().map(|a| K8sAddress { type_: a.kind.as_str().to_string(), address: a.address.clone() }).collect();
+    let list: Vec<K8sAddress> = addresses
+        .iter()
+        .map(|a| K8sAddress { type_: a.kind.as_str().to_string(), address: a.address.clone() })
+        .collect();
     // A merge patch replaces the whole list (a strategic one would merge by type and keep stale
     // entries).
     let patch = json!({ "status": { "addresses": list } });

@@ -75,7 +75,13 @@ async fn pass<P: CloudProvider>(shared: &Shared, cloud: &P, store: &Store<Node>,
         match instances.instance_exists(&info).await {
             Ok(false) => {
                 let object = node.object_ref(&());
-                events.normal(&object, "DeletingNode", format!("Deleting node {name} because it does not exist in the cloud provider")).await;
+                events
+                    .normal(
+                        &object,
+                        "DeletingNode",
+                        format!("Deleting node {name} because it does not exist in the cloud provider"),
+                    )
+                    .await;
                 if let Err(err) = api.delete(&name, &DeleteParams::default()).await {
                     events.warning(&object, "DeletingNodeFailed", format!("Error deleting node {name}: {err}")).await;
                 }

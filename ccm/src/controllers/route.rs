@@ -91,18 +91,16 @@ async fn reconcile<P: CloudProvider>(
             wanted.insert(cidr, node.clone());
         }
     }
-    let present: BTreeSet<(String, String)> = existing
-        .iter()
-        .filter(|r| !r.blackhole)
-        .map(|r| (r.destination_cidr.clone(), r.target_node.clone()))
-        .collect();
+    let present: BTreeSet<(String, String)> =
+        existing.iter().filter(|r| !r.blackhole).map(|r| (r.destination_cidr.clone(), r.target_node.clone())).collect();
 
     for route in &existing {
         let unwanted = wanted.get(&route.destination_cidr).is_none_or(|n| n.name_any() != route.target_node);
-        if (route.blackhole || unwanted) && is_responsible(&settings.cluster_cidrs, &route.destination_cidr) {
-            if let Err(err) = routes_api.delete(cluster, route).await {
-                tracing::warn!(cidr = %route.destination_cidr, %err, "deleting route");
-            }
+        if (route.blackhole || unwanted)
+            && is_responsible(&settings.cluster_cidrs, &route.destination_cidr)
+            && let Err(err) = routes_api.delete(cluster, route).await
+        {
+            tracing::warn!(cidr = %route.destination_cidr, %err, "deleting route");
         }
     }
 
@@ -112,11 +110,18 @@ async fn reconcile<P: CloudProvider>(
         if present.contains(&(cidr.clone(), name.clone())) {
             continue;
         }
-        let route = Route { name: String::new(), target_node: name.clone(), destination_cidr: cidr.clone(), blackhole: false };
+        let route =
+            Route { name: String::new(), target_node: name.clone(), destination_cidr: cidr.clone(), blackhole: false };
         let uid = node.uid().unwrap_or_default();
         if let Err(err) = routes_api.create(cluster, &uid, &route).await {
             failed_nodes.insert(name.clone());
-            events.warning(&node.object_ref(&()), "FailedToCreateRoute", format!("Could not create route {cidr} for node {name}: {err}")).await;
+            events
+                .warning(
+                    &node.object_ref(&()),
+                    "FailedToCreateRoute",
+                    format!("Could not create route {cidr} for node {name}: {err}"),
+                )
+                .await;
         }
     }
 

@@ -200,7 +200,9 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     let previous = ctx.synced.lock().expect("lock").get(&key).cloned();
     let next_resync = |at: Instant| ctx.settings.resync.map(|period| period.saturating_sub(at.elapsed()));
 
-    if let Some(prev) = previous.filter(|p| p.fingerprint == fingerprint && objects::has_finalizer(service, LB_CLEANUP_FINALIZER)) {
+    if let Some(prev) =
+        previous.filter(|p| p.fingerprint == fingerprint && objects::has_finalizer(service, LB_CLEANUP_FINALIZER))
+    {
         let due = next_resync(prev.at).is_some_and(|left| left.is_zero());
         if !due && prev.nodes == node_set {
             return Ok(next_resync(prev.at).map_or_else(Action::await_change, Action::requeue));
@@ -263,7 +265,9 @@ async fn update_hosts<P: CloudProvider>(
     match result {
         Ok(()) | Err(CloudError::ImplementedElsewhere) => {
             if nodes.is_empty() {
-                ctx.events.warning(object, "UnAvailableLoadBalancer", "There are no available nodes for LoadBalancer").await;
+                ctx.events
+                    .warning(object, "UnAvailableLoadBalancer", "There are no available nodes for LoadBalancer")
+                    .await;
             } else {
                 ctx.events.normal(object, "UpdatedLoadBalancer", "Updated load balancer with new hosts").await;
             }
@@ -304,7 +308,9 @@ async fn delete<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     match lbs.ensure_deleted(cluster, &info).await {
         Ok(()) | Err(CloudError::ImplementedElsewhere) => {}
         Err(err) => {
-            ctx.events.warning(&object, "DeleteLoadBalancerFailed", format!("Error deleting load balancer: {err}")).await;
+            ctx.events
+                .warning(&object, "DeleteLoadBalancerFailed", format!("Error deleting load balancer: {err}"))
+                .await;
             return Err(err.into());
         }
     }
