@@ -112,6 +112,13 @@ async fn one_leader_at_a_time_and_handover_within_the_lease_duration() -> Result
     let b = Process::start(plane.kubeconfig_path())?;
     eventually("b serves", Duration::from_secs(10), || async { Ok(b.get("/healthz").is_ok().then_some(())) }).await?;
 
+    // Health: per controller, and the standby is ready (a healthy standby) though not leading.
+    assert!(a.get("/healthz")?.starts_with("HTTP/1.0 200"));
+    assert!(a.get("/healthz/cloud-node")?.starts_with("HTTP/1.0 200"));
+    assert!(a.get("/healthz/cloud-node-controller")?.starts_with("HTTP/1.0 200"));
+    assert!(a.get("/healthz/route")?.starts_with("HTTP/1.0 404"), "not enabled, not running");
+    assert!(b.get("/readyz")?.starts_with("HTTP/1.0 200"));
+
     NodeRegistration::named("le-n1").register(&client).await?;
     wait_initialized(&client, "le-n1").await?;
     tokio::time::sleep(Duration::from_secs(3)).await;

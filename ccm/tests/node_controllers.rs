@@ -196,3 +196,34 @@ async fn routes_follow_pod_cidrs_inside_the_cluster_cidr_only() -> Result<()> {
     );
     ccm.stop().await
 }
+
+#[tokio::test]
+async fn addresses_of_initialized_nodes_are_refreshed_periodically() -> Result<()> {
+    let cloud = FakeCloud::default();
+    cloud.add_instance(
+        "refresh-n1",
+        cloud.running_instance(vec![NodeAddress::new(AddressType::InternalIp, "10.1.0.1")]),
+    );
+    let ccm = Ccm::start(cloud, &["--controllers=cloud-node", "--node-status-update-frequency=1s"]).await?;
+    let client = ccm.client.clone();
+    NodeRegistration::named("refresh-n1").register(&client).await?;
+    eventually("first addresses", WAIT, || async {
+        let a = addresses(&get_node(&client, "refresh-n1").await?);
+        Ok(a.contains(&("InternalIP".to_string(), "10.1.0.1".to_string())).then_some(()))
+    })
+    .await?;
+    // The instance gets a public address: the Node learns it without being re-created.
+    ccm.cloud.add_instance(
+        "refresh-n1",
+        ccm.cloud.running_instance(vec![
+            NodeAddress::new(AddressType::InternalIp, "10.1.0.1"),
+            NodeAddress::new(AddressType::ExternalIp, "198.51.100.4"),
+        ]),
+    );
+    eventually("refreshed addresses", WAIT, || async {
+        let a = addresses(&get_node(&client, "refresh-n1").await?);
+        Ok(a.contains(&("ExternalIP".to_string(), "198.51.100.4".to_string())).then_some(()))
+    })
+    .await?;
+    ccm.stop().await
+}

@@ -235,3 +235,40 @@ async fn a_slow_delete_does_not_block_other_services() -> Result<()> {
     assert!(ccm.cloud.load_balancers().is_empty());
     ccm.stop().await
 }
+
+#[tokio::test]
+async fn drift_is_repaired_by_the_periodic_re_ensure_and_node_trouble_is_reported() -> Result<()> {
+    let ccm = Ccm::start(FakeCloud::default(), &["--controllers=service", "--load-balancer-resync-period=2s"]).await?;
+    let client = ccm.client.clone();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+
+    // No Nodes at all: the LB is still made, with a Warning.
+    services.create(&PostParams::default(), &lb_service("lonely")).await?;
+    eventually("UnAvailableLoadBalancer", WAIT, || async {
+        Ok(has_event(&client, "default", "lonely", "UnAvailableLoadBalancer").await?.then_some(()))
+    })
+    .await?;
+    eventually("status", WAIT, || async { Ok(ingress_hostname(&services.get("lonely").await?)) }).await?;
+
+    // Nothing changes, yet the LB is re-ensured every resync period.
+    let before = ccm.cloud.count_for(Method::EnsureLoadBalancer, "default/lonely");
+    eventually("periodic re-ensure", Duration::from_secs(10), || async {
+        Ok((ccm.cloud.count_for(Method::EnsureLoadBalancer, "default/lonely") >= before + 2).then_some(()))
+    })
+    .await?;
+
+    // A failed host update is reported and the next attempt is a full ensure.
+    ccm.cloud.fail(Method::UpdateHosts, CloudError::transient("fake.update_hosts", "throttled"), Some(1));
+    register_nodes(&client, &["drift-n1"]).await?;
+    eventually("UpdateLoadBalancerFailed", WAIT, || async {
+        Ok(has_event(&client, "default", "lonely", "UpdateLoadBalancerFailed").await?.then_some(()))
+    })
+    .await?;
+    eventually("n1 targeted after the retry", WAIT, || async {
+        Ok((lb_nodes(&ccm.cloud, "default/lonely").await.unwrap_or_default() == ["drift-n1"]).then_some(()))
+    })
+    .await?;
+    services.delete("lonely", &DeleteParams::default()).await?;
+    eventually("deleted", WAIT, || async { Ok(services.get_opt("lonely").await?.is_none().then_some(())) }).await?;
+    ccm.stop().await
+}

@@ -224,7 +224,11 @@ impl FakeCloud {
         match state.instances.get(&node.name) {
             Some(instance) => Some(instance.clone()),
             None if self.config.strict_instances || self.config.missing_instances.contains(&node.name) => None,
-            None => Some(self.default_instance(&node.name, InstanceState::Running)),
+            // An unknown Node's instance reports the addresses the kubelet registered.
+            None => Some(FakeInstance {
+                addresses: node.addresses.clone(),
+                ..self.default_instance(&node.name, InstanceState::Running)
+            }),
         }
     }
 
