@@ -7,6 +7,8 @@ use clap::Parser;
 use cloud_controller_manager::metrics::Metrics;
 use cloud_controller_manager::options::{Args, Config, LogConfig};
 use cloud_controller_manager::server::{self, Health};
+use cloud_provider::CloudProvider;
+use cloud_provider_aws::AwsCloud;
 use cloud_provider_fake::{FakeCloud, FakeConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -77,14 +79,8 @@ async fn run(config: Config) -> Result<()> {
         signal_stop.cancel();
     });
 
-    let metrics = Arc::new(Metrics::default());
-    let health = Arc::new(Health::default());
-    let bound = server::serve(config.serve, health.clone(), metrics.clone())
-        .await
-        .with_context(|| format!("serving health and metrics on {}", config.serve))?;
-    tracing::info!(%bound, "serving /healthz, /readyz, /metrics");
-    let client = cloud_controller_manager::kube_client(&config).await?;
-
+    // The provider first: a bad cloud-config must fail startup before anything else happens.
+    let mut metrics = Metrics::default();
     match config.provider.as_str() {
         "fake" => {
             let fake_config = match cloud_config {
@@ -92,12 +88,40 @@ async fn run(config: Config) -> Result<()> {
                 None => FakeConfig::default(),
             };
             let cloud = Arc::new(FakeCloud::new(fake_config));
-            cloud_controller_manager::run(config.clone(), client, cloud, metrics, health, stop).await?;
+            serve_and_run(config, cloud, metrics, stop).await
         }
         "aws" => {
-            bail!("--cloud-provider=aws: the AWS provider is not part of this build yet (see the README's status)")
+            cloud_controller_manager::init_crypto();
+            let cloud = AwsCloud::new(cloud_config.as_deref()).await?;
+            for warning in &cloud.warnings {
+                tracing::warn!("cloud-config: {warning}");
+            }
+            tracing::info!(
+                region = %cloud.region,
+                vpc = %cloud.discovered.vpc_id,
+                cluster_id = %cloud.discovered.cluster.cluster_id,
+                "AWS cluster found"
+            );
+            cloud.register_metrics(&mut metrics.registry);
+            serve_and_run(config, Arc::new(cloud), metrics, stop).await
         }
         other => bail!("--cloud-provider={other}: unknown provider (known: aws, fake)"),
     }
+}
+
+async fn serve_and_run<P: CloudProvider>(
+    config: Config,
+    cloud: Arc<P>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) -> Result<()> {
+    let metrics = Arc::new(metrics);
+    let health = Arc::new(Health::default());
+    let bound = server::serve(config.serve, health.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("serving health and metrics on {}", config.serve))?;
+    tracing::info!(%bound, "serving /healthz, /readyz, /metrics");
+    let client = cloud_controller_manager::kube_client(&config).await?;
+    cloud_controller_manager::run(config, client, cloud, metrics, health, stop).await?;
     Ok(())
 }

@@ -1,11 +1,25 @@
 use std::path::{Path, PathBuf};
 
-/// The repository root: the parent of this crate's directory.
+/// The repository root, found at run time: `CCM_REPO_ROOT`; else the parent of the running
+/// test's package (`cargo test` sets `CARGO_MANIFEST_DIR`, and every package is one level
+/// below the root); else the current directory when it is the root (`e2e/sandbox.sh` runs
+/// there). Not the compile-time path: a shared target dir may hold this crate built from
+/// another clone.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the e2e crate lives one level below the repository root")
-        .to_path_buf()
+    let is_root = |p: &Path| p.join("e2e/apiserver/go.mod").exists();
+    if let Some(root) = std::env::var_os("CCM_REPO_ROOT") {
+        return PathBuf::from(root);
+    }
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from)
+        && let Some(parent) = dir.parent().filter(|p| is_root(p))
+    {
+        return parent.to_path_buf();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if is_root(&cwd) {
+        return cwd;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or(cwd)
 }
 
 pub(crate) fn harness_binary() -> PathBuf {

@@ -81,8 +81,9 @@ async fn reconcile<P: CloudProvider>(
 ) -> Result<(), super::ReconcileError> {
     let Some(routes_api) = cloud.routes() else { return Ok(()) };
     let cluster = &settings.cluster_name;
-    let existing = routes_api.list(cluster).await?;
     let nodes = store.state();
+    let node_infos: Vec<_> = nodes.iter().map(|n| crate::objects::node_info(n)).collect();
+    let existing = routes_api.list(cluster, &node_infos).await?;
 
     // CIDR → Node that wants it.
     let mut wanted: BTreeMap<String, Arc<Node>> = BTreeMap::new();
@@ -113,7 +114,7 @@ async fn reconcile<P: CloudProvider>(
         let route =
             Route { name: String::new(), target_node: name.clone(), destination_cidr: cidr.clone(), blackhole: false };
         let uid = node.uid().unwrap_or_default();
-        if let Err(err) = routes_api.create(cluster, &uid, &route).await {
+        if let Err(err) = routes_api.create(cluster, &uid, &route, &crate::objects::node_info(node)).await {
             failed_nodes.insert(name.clone());
             events
                 .warning(

@@ -82,10 +82,10 @@ impl LoadBalancers for Unsupported {
 }
 
 impl Routes for Unsupported {
-    async fn list(&self, _: &str) -> Result<Vec<Route>, CloudError> {
+    async fn list(&self, _: &str, _: &[NodeInfo]) -> Result<Vec<Route>, CloudError> {
         match *self {}
     }
-    async fn create(&self, _: &str, _: &str, _: &Route) -> Result<(), CloudError> {
+    async fn create(&self, _: &str, _: &str, _: &Route, _: &NodeInfo) -> Result<(), CloudError> {
         match *self {}
     }
     async fn delete(&self, _: &str, _: &Route) -> Result<(), CloudError> {

@@ -1,6 +1,6 @@
 use std::future::Future;
 
-use crate::CloudError;
+use crate::{CloudError, NodeInfo};
 
 /// A route sending a Node's pod CIDR to that Node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -16,16 +16,22 @@ pub struct Route {
 
 /// Routes: what the route controller needs.
 pub trait Routes: Send + Sync + 'static {
-    /// The routes in the cluster's route table (all of them; the controller decides which are
-    /// its own by CIDR).
-    fn list(&self, cluster_name: &str) -> impl Future<Output = Result<Vec<Route>, CloudError>> + Send;
+    /// The routes in the cluster's route table that target instances (the controller decides
+    /// which are its own by CIDR). `nodes` lets the provider name each route's target Node
+    /// (upstream uses its Node informer for this).
+    fn list(
+        &self,
+        cluster_name: &str,
+        nodes: &[NodeInfo],
+    ) -> impl Future<Output = Result<Vec<Route>, CloudError>> + Send;
 
-    /// Creates `route`; `name_hint` is the Node's UID.
+    /// Creates `route` to `node`; `name_hint` is the Node's UID.
     fn create(
         &self,
         cluster_name: &str,
         name_hint: &str,
         route: &Route,
+        node: &NodeInfo,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Deletes a route returned by [`Routes::list`].

@@ -347,7 +347,7 @@ impl LoadBalancers for FakeCloud {
 }
 
 impl Routes for FakeCloud {
-    async fn list(&self, _cluster: &str) -> Result<Vec<Route>, CloudError> {
+    async fn list(&self, _cluster: &str, _nodes: &[NodeInfo]) -> Result<Vec<Route>, CloudError> {
         self.enter(Method::ListRoutes, "").await?;
         let state = self.state();
         Ok(state
@@ -360,7 +360,7 @@ impl Routes for FakeCloud {
             .collect())
     }
 
-    async fn create(&self, cluster: &str, _name_hint: &str, route: &Route) -> Result<(), CloudError> {
+    async fn create(&self, cluster: &str, _name_hint: &str, route: &Route, _node: &NodeInfo) -> Result<(), CloudError> {
         self.enter(Method::CreateRoute, &route.destination_cidr).await?;
         let name = format!("{cluster}-{}", route.destination_cidr);
         self.state().routes.insert(route.destination_cidr.clone(), Route { name, blackhole: false, ..route.clone() });
@@ -417,9 +417,9 @@ mod tests {
             destination_cidr: "10.244.1.0/24".into(),
             blackhole: false,
         };
-        cloud.create("k", "uid", &route).await.unwrap();
-        assert!(!cloud.list("k").await.unwrap()[0].blackhole);
+        cloud.create("k", "uid", &route, &NodeInfo::named("n1")).await.unwrap();
+        assert!(!cloud.list("k", &[]).await.unwrap()[0].blackhole);
         cloud.remove_instance("n1");
-        assert!(cloud.list("k").await.unwrap()[0].blackhole);
+        assert!(cloud.list("k", &[]).await.unwrap()[0].blackhole);
     }
 }

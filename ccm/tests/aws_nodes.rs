@@ -1,0 +1,302 @@
+//! The real binary with `--cloud-provider=aws` against the real apiserver and moto, through
+//! the fault-injecting proxy: Nodes initialized from EC2, lifecycle, routes, discovery through
+//! IMDS, a broken cloud-config, throttling, and the DescribeInstances budget.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ccm_e2e::{
+    FaultRule, ImdsStub, NodeRegistration, SeedOptions, SeededVpc, Service, TestCluster, UNINITIALIZED_TAINT,
+};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use support::{CcmProcess, eventually, get_node};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Off-AWS mode: VPC + SubnetID + cluster ID, so no IMDS at all.
+fn off_aws_config(cluster: &TestCluster, vpc: &SeededVpc) -> String {
+    format!(
+        "[Global]\nRegion = {}\nVPC = {}\nSubnetID = {}\nKubernetesClusterID = {}\n",
+        cluster.region, vpc.vpc_id, vpc.subnets[1].id, cluster.id
+    )
+}
+
+fn start(cluster: &TestCluster, cloud_config: &str, imds: Option<&ImdsStub>, extra: &[&str]) -> Result<CcmProcess> {
+    let plane = ccm_e2e::ControlPlane::shared();
+    let path = std::env::temp_dir().join(format!("{}-cloud.conf", cluster.id));
+    std::fs::write(&path, cloud_config)?;
+    let mut args: Vec<String> = [
+        "--cloud-provider=aws",
+        "--leader-elect=false",
+        "--node-monitor-period=1s",
+        "--route-reconciliation-period=1s",
+        "--cluster-cidr=10.244.0.0/16",
+        "--controllers=cloud-node,cloud-node-lifecycle,route",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    args.push(format!("--cloud-config={}", path.display()));
+    args.push(format!("--kubeconfig={}", plane.kubeconfig_path().display()));
+    args.push(format!("--cluster-name={}", cluster.id));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut envs = vec![
+        ("AWS_ENDPOINT_URL", cluster.proxy.endpoint().to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", cluster.region.clone()),
+    ];
+    // Never the real 169.254.169.254: a stub, or a closed port when the test wants none.
+    let imds_endpoint = imds.map_or_else(|| "http://127.0.0.1:9".to_string(), |s| s.endpoint().to_string());
+    envs.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint));
+    CcmProcess::start(&args, &envs)
+}
+
+fn tainted(node: &Node) -> bool {
+    node.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| t.iter().any(|t| t.key == UNINITIALIZED_TAINT))
+}
+
+async fn wait_all_initialized(client: &kube::Client, names: &[String], ccm: &CcmProcess) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually("every Node initialized", WAIT, || async {
+        let list = nodes.list(&ListParams::default()).await?;
+        let pending =
+            list.items.iter().filter(|n| names.contains(n.metadata.name.as_ref().unwrap()) && tainted(n)).count();
+        Ok((pending == 0).then_some(()))
+    })
+    .await
+    .with_context(|| ccm.log_tail())
+}
+
+async fn register(client: &kube::Client, vpc: &SeededVpc) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for instance in &vpc.instances {
+        NodeRegistration::for_instance(instance).register(client).await?;
+        names.push(instance.private_dns.clone());
+    }
+    Ok(names)
+}
+
+#[tokio::test]
+async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("aws-nodes").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(3)).await?;
+    let names = register(&client, &vpc).await?;
+    // A route someone else made, outside the cluster CIDR: must survive.
+    cluster
+        .direct
+        .ec2
+        .create_route()
+        .route_table_id(&vpc.cluster_route_table_id)
+        .destination_cidr_block("192.168.0.0/16")
+        .gateway_id(&vpc.internet_gateway_id)
+        .send()
+        .await?;
+    let imds = ImdsStub::start(vpc.identity_of(&vpc.instances[0])).await?;
+    let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), Some(&imds), &[])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+
+    for instance in &vpc.instances {
+        let node = get_node(&client, &instance.private_dns).await?;
+        let spec = node.spec.clone().unwrap_or_default();
+        assert_eq!(spec.provider_id, Some(format!("aws:///{}/{}", instance.zone, instance.id)));
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels["node.kubernetes.io/instance-type"], "m5.large");
+        assert_eq!(labels["topology.kubernetes.io/zone"], instance.zone);
+        assert_eq!(labels["failure-domain.beta.kubernetes.io/region"], "us-east-1");
+        assert_eq!(labels.get("topology.k8s.aws/zone-id").map(String::as_str), vpc.zone_id(&instance.zone));
+        let addresses: Vec<(String, String)> =
+            node.status.unwrap().addresses.unwrap().into_iter().map(|a| (a.type_, a.address)).collect();
+        assert_eq!(addresses[0], ("InternalIP".into(), instance.private_ip.clone()));
+        assert!(addresses.contains(&("InternalDNS".into(), instance.private_dns.clone())));
+        assert!(addresses.contains(&("Hostname".into(), instance.private_dns.clone())));
+    }
+    assert_eq!(imds.reads() + imds.tokens_issued(), 0, "off-AWS mode asks IMDS nothing");
+
+    // Routes: pod CIDRs on two Nodes → routes to their instances, source/dest check off.
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (i, name) in names.iter().take(2).enumerate() {
+        let patch = serde_json::json!({"spec": {"podCIDR": format!("10.244.{i}.0/24"), "podCIDRs": [format!("10.244.{i}.0/24")]}});
+        nodes.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    let ec2 = &cluster.direct.ec2;
+    let routes_to =
+        |table: aws_sdk_ec2::operation::describe_route_tables::DescribeRouteTablesOutput| -> Vec<(String, String)> {
+            let mut v: Vec<_> = table.route_tables()[0]
+                .routes()
+                .iter()
+                .filter_map(|r| {
+                    Some((r.destination_cidr_block()?.to_string(), r.instance_id().or(r.gateway_id())?.to_string()))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+    eventually("routes created", WAIT, || async {
+        let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
+        let routes = routes_to(table);
+        let ok = routes.contains(&("10.244.0.0/24".into(), vpc.instances[0].id.clone()))
+            && routes.contains(&("10.244.1.0/24".into(), vpc.instances[1].id.clone()));
+        Ok(ok.then_some(()))
+    })
+    .await
+    .with_context(|| ccm.log_tail())?;
+    let described = ec2.describe_instances().instance_ids(&vpc.instances[0].id).send().await?;
+    let instance = &described.reservations()[0].instances()[0];
+    assert_eq!(instance.source_dest_check(), Some(false), "source/dest check disabled for routing");
+    eventually("NetworkUnavailable=False", WAIT, || async {
+        let node = get_node(&client, &names[0]).await?;
+        let c = node.status.and_then(|s| s.conditions).unwrap_or_default();
+        Ok(c.iter().any(|c| c.type_ == "NetworkUnavailable" && c.status == "False").then_some(()))
+    })
+    .await?;
+
+    // Lifecycle: terminated → Node deleted (and its route removed); stopped → shutdown taint.
+    ec2.terminate_instances().instance_ids(&vpc.instances[0].id).send().await?;
+    ec2.stop_instances().instance_ids(&vpc.instances[2].id).send().await?;
+    let not_ready = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}]}});
+    for name in [&names[0], &names[2]] {
+        nodes.patch_status(name, &PatchParams::default(), &Patch::Strategic(&not_ready)).await?;
+    }
+    eventually("terminated instance's Node deleted", WAIT, || async {
+        Ok(nodes.get_opt(&names[0]).await?.is_none().then_some(()))
+    })
+    .await
+    .with_context(|| ccm.log_tail())?;
+    eventually("shutdown taint", WAIT, || async {
+        let node = get_node(&client, &names[2]).await?;
+        let keys: Vec<String> =
+            node.spec.and_then(|s| s.taints).unwrap_or_default().into_iter().map(|t| t.key).collect();
+        Ok(keys.contains(&"node.cloudprovider.kubernetes.io/shutdown".to_string()).then_some(()))
+    })
+    .await?;
+    assert!(nodes.get_opt(&names[2]).await?.is_some(), "a stopped instance's Node stays");
+    eventually("the dead instance's route removed", WAIT, || async {
+        let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
+        Ok((!routes_to(table).iter().any(|(cidr, _)| cidr == "10.244.0.0/24")).then_some(()))
+    })
+    .await
+    .with_context(|| ccm.log_tail())?;
+
+    // Tear down: Nodes go, their routes with them; the foreign route stays.
+    support::clean_cluster(&client).await?;
+    eventually("all cluster routes removed", WAIT, || async {
+        let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
+        Ok((!routes_to(table).iter().any(|(cidr, _)| cidr.starts_with("10.244."))).then_some(()))
+    })
+    .await?;
+    let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
+    assert!(
+        routes_to(table).contains(&("192.168.0.0/16".into(), vpc.internet_gateway_id.clone())),
+        "outside the cluster CIDR: untouched"
+    );
+    drop(ccm);
+    ec2.delete_route()
+        .route_table_id(&vpc.cluster_route_table_id)
+        .destination_cidr_block("192.168.0.0/16")
+        .send()
+        .await?;
+    cluster.assert_nothing_left().await
+}
+
+#[tokio::test]
+async fn discovery_through_imds_on_a_cluster_instance() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("aws-imds").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(2)).await?;
+    let names = register(&client, &vpc).await?;
+    // The CCM runs on the first instance: region, VPC and cluster ID all come from there.
+    let imds = ImdsStub::start(vpc.identity_of(&vpc.instances[0])).await?;
+    let ccm = start(&cluster, "", Some(&imds), &["--configure-cloud-routes=false"])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+    assert!(imds.tokens_issued() >= 1, "IMDSv2: a session token first");
+    assert!(imds.reads() >= 2, "region and instance ID from IMDS");
+    assert!(ccm.log_tail().contains(&cluster.id) || std::fs::read_to_string(&ccm.log)?.contains(&cluster.id));
+    support::clean_cluster(&client).await?;
+    drop(ccm);
+    cluster.assert_nothing_left().await
+}
+
+#[tokio::test]
+async fn a_broken_cloud_config_fails_startup_listing_every_error() -> Result<()> {
+    let path = std::env::temp_dir().join(format!("broken-{}.conf", std::process::id()));
+    std::fs::write(
+        &path,
+        "[Global]\nRegion = us-east-1\nKubernetesClusterID = a\nKubernetesClusterTag = b\nNodeIPFamilies = ipv5\nWat = 1\n\
+         DisableStrictZoneCheck = true\n[ServiceOverride \"1\"]\nService = ec2\nURL = http://127.0.0.1:1\n",
+    )?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-controller-manager"))
+        .args(["--cloud-provider=aws", "--configure-cloud-routes=false", "--kubeconfig=/nonexistent"])
+        .arg(format!("--cloud-config={}", path.display()))
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "6 problems",
+        "disagree",
+        "line 5: NodeIPFamilies",
+        "line 6: unknown key Wat",
+        "did you mean \"EC2\"",
+        "SigningRegion is required",
+        "Region is required",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains("DisableStrictZoneCheck"), "a retired key is no error:\n{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn throttling_on_a_third_of_calls_still_converges() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("aws-throttle").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(6)).await?;
+    let names = register(&client, &vpc).await?;
+    // The first two DescribeInstances are throttled for certain (so the test cannot pass
+    // without meeting a throttle), then 30 % of all EC2 calls at random.
+    cluster.proxy.inject(FaultRule::throttle().on_action("DescribeInstances").times(2));
+    cluster.proxy.inject(FaultRule::throttle().on_service(Service::Ec2).at_rate(0.3));
+    let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), None, &["--configure-cloud-routes=false"])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+    let throttled = cluster.proxy.count_where(|c| c.fault.is_some());
+    eprintln!("throttled {throttled} of {} calls: {:?}", cluster.proxy.calls().len(), cluster.proxy.summary());
+    assert!(throttled >= 2, "the faults were really injected");
+    let metrics = ccm.metrics()?;
+    assert!(
+        metrics.contains("cloudprovider_aws_api_requests_total{service=\"ec2\",operation=\"DescribeInstances\"}"),
+        "{metrics}"
+    );
+    support::clean_cluster(&client).await?;
+    drop(ccm);
+    cluster.assert_nothing_left().await
+}
+
+#[tokio::test]
+async fn a_hundred_nodes_joining_cost_at_most_five_describe_instances() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("aws-budget").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(100)).await?;
+    let names = register(&client, &vpc).await?;
+    let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), None, &["--configure-cloud-routes=false"])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+    let describes = cluster.proxy.count(Service::Ec2, "DescribeInstances");
+    eprintln!("100 Nodes initialized with {describes} DescribeInstances; all calls: {:?}", cluster.proxy.summary());
+    assert!(describes <= 5, "{describes} DescribeInstances for 100 Nodes");
+    assert!(cluster.proxy.mutating_calls().is_empty(), "initializing Nodes changes nothing in AWS");
+    support::clean_cluster(&client).await?;
+    drop(ccm);
+    cluster.assert_nothing_left().await
+}

@@ -1,0 +1,103 @@
+//! The AWS cloud: EC2 instances, VPC routes and (next) Classic ELB / NLB load balancers,
+//! compatible with upstream `kubernetes/cloud-provider-aws`.
+//!
+//! [`AwsCloud::new`] reads the cloud-config (every problem reported at once), finds the region,
+//! VPC and cluster ID ([`discovery`]), and builds the clients. Every AWS call goes through
+//! [`calls::Calls`], which counts and times it by operation and slows all calls down while the
+//! account is being throttled; DescribeInstances lookups are served from a shared snapshot
+//! ([`instance_cache`]).
+
+mod api_metrics;
+mod calls;
+mod clients;
+pub mod config;
+pub mod discovery;
+mod ec2;
+pub mod errors;
+pub mod instance_cache;
+pub mod instances;
+pub mod provider_id;
+pub mod routes;
+pub mod tags;
+mod throttling;
+
+use std::sync::Arc;
+
+use cloud_provider::{CloudProvider, Unsupported};
+
+pub use config::{CloudConfig, ConfigErrors};
+pub use instances::AwsInstances;
+pub use routes::AwsRoutes;
+
+pub const PROVIDER_NAME: &str = "aws";
+
+/// Every AWS operation the provider can call, as `service:Action` (the IAM policy's terms).
+pub fn operations() -> Vec<String> {
+    ec2::OPERATIONS.iter().map(|op| format!("ec2:{op}")).collect()
+}
+
+/// Why the provider could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error("AWS discovery: {0}")]
+    Discovery(String),
+}
+
+pub struct AwsCloud {
+    instances: AwsInstances,
+    routes: AwsRoutes,
+    calls: Arc<calls::Calls>,
+    pub region: String,
+    pub discovered: discovery::Discovered,
+    /// Notes for the startup log (retired cloud-config keys).
+    pub warnings: Vec<String>,
+}
+
+impl AwsCloud {
+    /// Reads the cloud-config text (none: all defaults) and discovers the cluster.
+    pub async fn new(cloud_config: Option<&str>) -> Result<Self, StartupError> {
+        let config = CloudConfig::parse(cloud_config.unwrap_or(""))?;
+        let region = discovery::region(&config).await.map_err(StartupError::Discovery)?;
+        let sdk = clients::sdk_config(&config, &region).await;
+        let calls = Arc::new(calls::Calls::default());
+        let ec2 = ec2::Ec2::new(clients::ec2(&sdk, &config, &region), calls.clone());
+        let discovered = discovery::discover(&config, &ec2).await.map_err(StartupError::Discovery)?;
+        let cache = Arc::new(instance_cache::InstanceCache::new(ec2.clone(), discovered.cluster.clone()));
+        let instances =
+            AwsInstances::new(cache.clone(), ec2.clone(), region.clone(), config.global.node_ip_families.clone());
+        let routes = AwsRoutes::new(
+            ec2,
+            cache,
+            discovered.cluster.clone(),
+            discovered.vpc_id.clone(),
+            config.global.route_table_id.clone(),
+        );
+        Ok(Self { instances, routes, calls, region, discovered, warnings: config.warnings })
+    }
+
+    /// Adds the AWS API metrics to the process's registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.calls.metrics.register(registry);
+    }
+}
+
+impl CloudProvider for AwsCloud {
+    type Instances = AwsInstances;
+    type LoadBalancers = Unsupported;
+    type Routes = AwsRoutes;
+
+    fn name(&self) -> &'static str {
+        PROVIDER_NAME
+    }
+    fn instances(&self) -> Option<&AwsInstances> {
+        Some(&self.instances)
+    }
+    fn load_balancers(&self) -> Option<&Unsupported> {
+        None
+    }
+    fn routes(&self) -> Option<&AwsRoutes> {
+        Some(&self.routes)
+    }
+}

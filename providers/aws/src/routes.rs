@@ -1,0 +1,163 @@
+//! Routes: the cluster's route table (`RouteTableID`, else the one route table in the VPC
+//! carrying the cluster tag), a route per Node pod CIDR with the Node's instance as target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_ec2::types::{RouteState, RouteTable};
+use cloud_provider::{CloudError, NodeInfo, Route, Routes};
+
+use crate::ec2::{Ec2, filter};
+use crate::errors::AwsError;
+use crate::instance_cache::InstanceCache;
+use crate::instances::AwsInstances;
+use crate::tags::ClusterTags;
+
+pub struct AwsRoutes {
+    ec2: Ec2,
+    cache: Arc<InstanceCache>,
+    cluster: ClusterTags,
+    vpc_id: String,
+    route_table_id: Option<String>,
+}
+
+impl AwsRoutes {
+    pub fn new(
+        ec2: Ec2,
+        cache: Arc<InstanceCache>,
+        cluster: ClusterTags,
+        vpc_id: String,
+        route_table_id: Option<String>,
+    ) -> Self {
+        Self { ec2, cache, cluster, vpc_id, route_table_id }
+    }
+
+    async fn table(&self) -> Result<RouteTable, CloudError> {
+        if let Some(id) = &self.route_table_id {
+            let tables = self.ec2.route_tables(vec![id.clone()], Vec::new()).await?;
+            return tables
+                .into_iter()
+                .next()
+                .ok_or_else(|| CloudError::invalid("aws/routes.table", format!("RouteTableID {id} does not exist")));
+        }
+        let tables = self
+            .ec2
+            // The cluster tag is matched here rather than by a `tag-key` filter, which not every
+            // EC2 emulator implements for route tables.
+            .route_tables(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])])
+            .await?;
+        let mut tagged: Vec<RouteTable> = tables
+            .into_iter()
+            .filter(|t| {
+                self.cluster
+                    .is_cluster(t.tags().iter().map(|x| (x.key().unwrap_or_default(), x.value().unwrap_or_default())))
+            })
+            .collect();
+        match tagged.len() {
+            1 => Ok(tagged.remove(0)),
+            n => Err(CloudError::invalid(
+                "aws/routes.table",
+                format!(
+                    "found {n} route tables in {} tagged {}; exactly one is needed (or set RouteTableID)",
+                    self.vpc_id,
+                    self.cluster.key()
+                ),
+            )),
+        }
+    }
+
+    async fn is_gone(&self, instance_id: &str) -> Result<bool, CloudError> {
+        let instance = self.cache.get(&crate::instance_cache::InstanceKey::Id(instance_id.to_string())).await?;
+        Ok(instance.is_none_or(|i| {
+            i.state().and_then(|s| s.name()) == Some(&aws_sdk_ec2::types::InstanceStateName::Terminated)
+        }))
+    }
+
+    fn table_id(table: &RouteTable) -> String {
+        table.route_table_id().unwrap_or_default().to_string()
+    }
+}
+
+impl Routes for AwsRoutes {
+    async fn list(&self, cluster_name: &str, nodes: &[NodeInfo]) -> Result<Vec<Route>, CloudError> {
+        let table = self.table().await?;
+        let node_by_instance: HashMap<String, String> = nodes
+            .iter()
+            .filter_map(|n| match AwsInstances::key_for(n) {
+                crate::instance_cache::InstanceKey::Id(id) => Some((id, n.name.clone())),
+                crate::instance_cache::InstanceKey::PrivateDns(_) => None,
+            })
+            .collect();
+        let mut routes = Vec::new();
+        for route in table.routes() {
+            let Some(cidr) = route.destination_cidr_block() else { continue };
+            let mut blackhole = route.state() == Some(&RouteState::Blackhole);
+            let target = match route.instance_id() {
+                Some(id) => match node_by_instance.get(id) {
+                    Some(node) => node.clone(),
+                    // Not a Node's instance. Inside the cluster CIDR that is a stale pod route
+                    // (the controller removes it); outside, the controller never touches it (a
+                    // NAT instance's default route, say). AWS marks routes to terminated
+                    // instances blackhole; some emulators do not, so look.
+                    None => {
+                        blackhole |= self.is_gone(id).await?;
+                        String::new()
+                    }
+                },
+                None if blackhole => String::new(),
+                // Gateways, peering, endpoints: never ours.
+                None => continue,
+            };
+            routes.push(Route {
+                name: format!("{cluster_name}-{cidr}"),
+                target_node: target,
+                destination_cidr: cidr.to_string(),
+                blackhole,
+            });
+        }
+        Ok(routes)
+    }
+
+    async fn create(
+        &self,
+        _cluster_name: &str,
+        _name_hint: &str,
+        route: &Route,
+        node: &NodeInfo,
+    ) -> Result<(), CloudError> {
+        let instance = self.cache.get(&AwsInstances::key_for(node)).await?.ok_or(CloudError::InstanceNotFound)?;
+        let instance_id = instance.instance_id().unwrap_or_default().to_string();
+        if instance.source_dest_check() != Some(false) {
+            self.ec2.disable_source_dest_check(&instance_id).await?;
+        }
+        let table = self.table().await?;
+        let table_id = Self::table_id(&table);
+        let stale = table.routes().iter().any(|r| {
+            r.destination_cidr_block() == Some(route.destination_cidr.as_str())
+                && r.state() == Some(&RouteState::Blackhole)
+        });
+        if stale {
+            self.ec2.delete_route(&table_id, &route.destination_cidr).await?;
+        }
+        match self.ec2.create_route(&table_id, &route.destination_cidr, &instance_id).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.has_code("RouteAlreadyExists") => Err(AwsError {
+                message: format!(
+                    "{} already routes somewhere else; it is removed on the next pass if it is ours",
+                    route.destination_cidr
+                ),
+                ..err
+            }
+            .into()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn delete(&self, _cluster_name: &str, route: &Route) -> Result<(), CloudError> {
+        let table = self.table().await?;
+        match self.ec2.delete_route(&Self::table_id(&table), &route.destination_cidr).await {
+            Err(err) if !err.is_not_found() => Err(err.into()),
+            _ => Ok(()),
+        }
+    }
+}
