@@ -12,8 +12,28 @@ fn sandbox_initializes_nodes_and_provisions_the_example_service() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "sandbox failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("every Node initialized and the Service has a load balancer"), "{stdout}");
+    assert!(stdout.contains("ready (every Node initialized, the Service has a load balancer)"), "{stdout}");
     assert!(stdout.contains("providerID=fake://"), "{stdout}");
     assert!(stdout.contains("EnsuredLoadBalancer"), "{stdout}");
     assert!(stdout.contains("InternalIP=10.0.0.10"), "the kubelet's address survives initialization:\n{stdout}");
+}
+
+#[test]
+fn sandbox_with_aws_initializes_nodes_from_ec2_and_routes_them() {
+    if std::env::var_os("E2E_AWS_ENDPOINT").is_some() {
+        eprintln!("SKIPPED: the sandbox test starts its own moto");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["--cloud-provider", "aws", "--service", "none", "--until-ready", "120"])
+        .output()
+        .expect("running the sandbox");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sandbox failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("providerID=aws:///us-east-1"), "{stdout}");
+    assert!(stdout.contains("type=m5.large"), "{stdout}");
+    assert!(stdout.contains("3 routes: 10.244.0.0/24→i-"), "{stdout}");
+    assert!(stdout.contains("ready (every Node initialized, every Node routed)"), "{stdout}");
+    assert!(stdout.contains("AWS calls made by cloud-controller-manager"), "{stdout}");
 }

@@ -8,21 +8,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ccm_e2e::{ControlPlane, NodeRegistration, UNINITIALIZED_TAINT};
+use ccm_e2e::{
+    AwsClients, AwsEmulator, AwsProxy, ControlPlane, NodeRegistration, SeedOptions, SeededVpc, UNINITIALIZED_TAINT,
+};
 use k8s_openapi::api::core::v1::{Event, Node, Service};
 use kube::api::{Api, ListParams, PostParams};
 
 struct Options {
     provider: String,
     nodes: usize,
-    service: PathBuf,
+    /// `None` with `--service none`.
+    service: Option<PathBuf>,
     until_ready: Option<Duration>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sandbox [--cloud-provider fake] [--nodes N] [--service FILE] [--until-ready SECONDS]\n\
-         \n  --until-ready  exit 0 once every Node is initialized and the Service has a load balancer\n                 (exit 1 if that takes longer than SECONDS); without it, run until Ctrl-C"
+        "usage: sandbox [--cloud-provider aws|fake] [--nodes N] [--service FILE] [--until-ready SECONDS]\n\
+         \n  --service      a Service manifest to apply (default manifests/examples/service-clb.yaml; `none`: no Service)\n  --until-ready  exit 0 once every Node is initialized (and routed, with aws) and the Service has a\n                 load balancer (exit 1 if that takes longer than SECONDS); without it, run until Ctrl-C"
     );
     std::process::exit(2)
 }
@@ -31,7 +34,7 @@ fn parse_options() -> Options {
     let mut options = Options {
         provider: "fake".into(),
         nodes: 3,
-        service: ccm_e2e::repo_root().join("manifests/examples/service-clb.yaml"),
+        service: Some(ccm_e2e::repo_root().join("manifests/examples/service-clb.yaml")),
         until_ready: None,
     };
     let mut args = std::env::args().skip(1);
@@ -40,7 +43,7 @@ fn parse_options() -> Options {
         match arg.as_str() {
             "--cloud-provider" => options.provider = value(),
             "--nodes" => options.nodes = value().parse().unwrap_or_else(|_| usage()),
-            "--service" => options.service = PathBuf::from(value()),
+            "--service" => options.service = Some(value()).filter(|v| v != "none").map(PathBuf::from),
             "--until-ready" => {
                 options.until_ready = Some(Duration::from_secs(value().parse().unwrap_or_else(|_| usage())))
             }
@@ -69,11 +72,8 @@ impl Drop for CcmProcess {
 #[tokio::main]
 async fn main() -> Result<()> {
     let options = parse_options();
-    if options.provider != "fake" {
-        bail!(
-            "--cloud-provider {}: this build's sandbox supports `fake` (the AWS provider is not built yet)",
-            options.provider
-        );
+    if !matches!(options.provider.as_str(), "aws" | "fake") {
+        bail!("--cloud-provider {}: the sandbox runs `aws` (against moto) or `fake`", options.provider);
     }
     ccm_e2e::init_crypto();
     let ccm_binary = std::env::current_exe()?.with_file_name("cloud-controller-manager");
@@ -86,16 +86,18 @@ async fn main() -> Result<()> {
     let kubeconfig = plane.kubeconfig_path().to_path_buf();
     let client = plane.client().await?;
 
+    let aws = if options.provider == "aws" { Some(AwsSandbox::start(options.nodes).await?) } else { None };
+
     println!(
         "==> registering {} Nodes as kubelets with --cloud-provider=external do (tainted, uninitialized)",
         options.nodes
     );
     for i in 0..options.nodes {
-        NodeRegistration::named(format!("sandbox-node-{i}"))
-            .with_internal_ip(format!("10.0.0.{}", 10 + i))
-            .with_pod_cidr(format!("10.244.{i}.0/24"))
-            .register(&client)
-            .await?;
+        let registration = match &aws {
+            Some(aws) => NodeRegistration::for_instance(&aws.vpc.instances[i]),
+            None => NodeRegistration::named(format!("sandbox-node-{i}")).with_internal_ip(format!("10.0.0.{}", 10 + i)),
+        };
+        registration.with_pod_cidr(format!("10.244.{i}.0/24")).register(&client).await?;
     }
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -105,47 +107,57 @@ async fn main() -> Result<()> {
         options.provider,
         log_path.display()
     );
-    let ccm = CcmProcess(
-        Command::new(&ccm_binary)
-            .arg(format!("--cloud-provider={}", options.provider))
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["--cluster-cidr=10.244.0.0/16", "--bind-address=127.0.0.1", "--node-monitor-period=2s"])
-            .arg(format!("--secure-port={port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path)?)
-            .spawn()
-            .context("starting cloud-controller-manager")?,
-    );
+    let mut command = Command::new(&ccm_binary);
+    command
+        .arg(format!("--cloud-provider={}", options.provider))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--cluster-cidr=10.244.0.0/16", "--bind-address=127.0.0.1", "--node-monitor-period=2s"])
+        .arg(format!("--secure-port={port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?);
+    if let Some(aws) = &aws {
+        command
+            .arg(format!("--cloud-config={}", aws.cloud_config.display()))
+            .arg(format!("--cluster-name={}", aws.vpc.cluster_id));
+        for (key, value) in aws.env() {
+            command.env(key, value);
+        }
+    }
+    let ccm = CcmProcess(command.spawn().context("starting cloud-controller-manager")?);
 
-    let text =
-        std::fs::read_to_string(&options.service).with_context(|| format!("reading {}", options.service.display()))?;
-    let service: Service =
-        serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", options.service.display()))?;
-    let namespace = service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    services.create(&PostParams::default(), &service).await?;
-    println!(
-        "==> applied {} ({namespace}/{})",
-        options.service.display(),
-        service.metadata.name.clone().unwrap_or_default()
-    );
+    if let Some(path) = &options.service {
+        apply_service(&client, path).await?;
+    }
 
     println!("\nTo look around while it runs:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get nodes -o wide; kubectl get svc -A; kubectl get events -A");
     println!("  curl -s http://127.0.0.1:{port}/metrics | grep -v '^#'");
+    if let Some(aws) = &aws {
+        println!(
+            "  export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION={}",
+            aws.proxy.endpoint(),
+            REGION
+        );
+        println!("  aws ec2 describe-instances; aws elb describe-load-balancers; aws elbv2 describe-load-balancers");
+    }
     println!("Ctrl-C stops everything this started.\n");
 
     let started = Instant::now();
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     let mut seen_events = std::collections::BTreeSet::new();
     loop {
-        let ready = show_changes(&client, &mut shown, &mut seen_events).await?;
+        let mut ready = show_changes(&client, &mut shown, &mut seen_events).await?;
+        if let Some(aws) = &aws {
+            ready &= aws.show_changes(&mut shown).await?;
+        }
         if let Some(limit) = options.until_ready {
             if ready {
                 println!(
-                    "\nsandbox: every Node initialized and the Service has a load balancer after {:?}",
+                    "\nsandbox: ready (every Node initialized{}{}) after {:?}",
+                    if aws.is_some() { ", every Node routed" } else { "" },
+                    if options.service.is_some() { ", the Service has a load balancer" } else { "" },
                     started.elapsed()
                 );
                 break;
@@ -161,8 +173,109 @@ async fn main() -> Result<()> {
     }
     println!("==> stopping cloud-controller-manager and the apiserver");
     drop(ccm);
+    if let Some(aws) = &aws {
+        println!("==> AWS calls made by cloud-controller-manager: {:?}", aws.proxy.summary());
+    }
+    drop(aws);
     drop(plane);
     Ok(())
+}
+
+async fn apply_service(client: &kube::Client, path: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let service: Service = serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let namespace = service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    services.create(&PostParams::default(), &service).await?;
+    println!("==> applied {} ({namespace}/{})", path.display(), service.metadata.name.clone().unwrap_or_default());
+    Ok(())
+}
+
+const REGION: &str = "us-east-1";
+
+/// The AWS side: moto (or `E2E_AWS_ENDPOINT`), a seeded cluster VPC, and the call-counting
+/// proxy the CCM talks through.
+struct AwsSandbox {
+    _emulator: AwsEmulator,
+    proxy: AwsProxy,
+    direct: AwsClients,
+    vpc: SeededVpc,
+    cloud_config: PathBuf,
+}
+
+impl AwsSandbox {
+    async fn start(nodes: usize) -> Result<Self> {
+        println!("==> starting the moto AWS emulator (e2e/moto) and seeding a cluster VPC");
+        let emulator = AwsEmulator::start()?;
+        let direct = AwsClients::connect(emulator.endpoint(), REGION).await;
+        let vpc =
+            SeededVpc::create(&direct.ec2, "sandbox", REGION, &SeedOptions::default().with_instances(nodes)).await?;
+        let proxy = AwsProxy::start(emulator.endpoint()).await?;
+        let cloud_config = std::env::temp_dir().join(format!("ccm-sandbox-{}.conf", std::process::id()));
+        let private = vpc.subnets.iter().find(|s| !s.public).context("a private subnet")?;
+        std::fs::write(
+            &cloud_config,
+            format!(
+                "[Global]\nRegion = {REGION}\nVPC = {}\nSubnetID = {}\nKubernetesClusterID = {}\n",
+                vpc.vpc_id, private.id, vpc.cluster_id
+            ),
+        )?;
+        println!(
+            "    VPC {} with {} subnets in {} zones, {} instances; cloud-config {}",
+            vpc.vpc_id,
+            vpc.subnets.len(),
+            vpc.zone_ids.len(),
+            vpc.instances.len(),
+            cloud_config.display()
+        );
+        Ok(Self { _emulator: emulator, proxy, direct, vpc, cloud_config })
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.proxy.endpoint().to_string()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            // Off-AWS mode asks IMDS nothing; make sure nothing could reach 169.254.169.254.
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// Prints the cluster's routes and load balancers as AWS has them; true once every Node
+    /// has its route.
+    async fn show_changes(&self, shown: &mut BTreeMap<String, String>) -> Result<bool> {
+        let tables =
+            self.direct.ec2.describe_route_tables().route_table_ids(&self.vpc.cluster_route_table_id).send().await?;
+        let mut routes: Vec<String> = tables
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.routes())
+            .filter_map(|r| Some(format!("{}→{}", r.destination_cidr_block()?, r.instance_id()?)))
+            .collect();
+        routes.sort();
+        let ready = routes.len() >= self.vpc.instances.len();
+        print_change(shown, "aws/route-table", format!("{} routes: {}", routes.len(), routes.join(" ")));
+        for lb in self.direct.elb.describe_load_balancers().send().await?.load_balancer_descriptions() {
+            let listeners: Vec<String> = lb
+                .listener_descriptions()
+                .iter()
+                .filter_map(|l| l.listener())
+                .map(|l| format!("{}:{}→{}", l.protocol(), l.load_balancer_port(), l.instance_port()))
+                .collect();
+            let summary = format!(
+                "{} listeners=[{}] instances={}",
+                lb.dns_name().unwrap_or_default(),
+                listeners.join(","),
+                lb.instances().len()
+            );
+            print_change(shown, &format!("aws/elb/{}", lb.load_balancer_name().unwrap_or_default()), summary);
+        }
+        for lb in self.direct.elbv2.describe_load_balancers().send().await?.load_balancers() {
+            let summary = format!("{} type={:?}", lb.dns_name().unwrap_or_default(), lb.r#type());
+            print_change(shown, &format!("aws/elbv2/{}", lb.load_balancer_name().unwrap_or_default()), summary);
+        }
+        Ok(ready)
+    }
 }
 
 /// Prints what changed since the last call; true once every Node is initialized and every
