@@ -57,6 +57,22 @@ pub fn ec2(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_ec2::
     aws_sdk_ec2::Client::from_conf(builder.build())
 }
 
+pub fn elb(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_elasticloadbalancing::Client {
+    let mut builder = aws_sdk_elasticloadbalancing::config::Builder::from(sdk);
+    if let Some((url, signing)) = override_of(config, "Elastic Load Balancing", region) {
+        builder = builder.endpoint_url(url).region(signing);
+    }
+    aws_sdk_elasticloadbalancing::Client::from_conf(builder.build())
+}
+
+pub fn elbv2(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_elasticloadbalancingv2::Client {
+    let mut builder = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk);
+    if let Some((url, signing)) = override_of(config, "Elastic Load Balancing v2", region) {
+        builder = builder.endpoint_url(url).region(signing);
+    }
+    aws_sdk_elasticloadbalancingv2::Client::from_conf(builder.build())
+}
+
 /// The IMDS client (IMDSv2 tokens), at a `[ServiceOverride] Service=ec2imds` URL or the SDK's
 /// default (`AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254).
 pub fn imds(config: &CloudConfig) -> Result<aws_config::imds::Client, String> {

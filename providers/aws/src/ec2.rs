@@ -3,19 +3,29 @@
 
 use std::sync::Arc;
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, AvailabilityZone, Filter, Instance, RouteTable};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, AvailabilityZone, Filter, Instance, IpPermission, ResourceType, RouteTable, SecurityGroup, Subnet,
+    Tag, TagSpecification,
+};
 
 use crate::calls::Calls;
 use crate::errors::AwsError;
 
 /// Every EC2 operation [`Ec2`] calls.
-pub const OPERATIONS: [&str; 6] = [
+pub const OPERATIONS: [&str; 13] = [
     "DescribeInstances",
     "DescribeAvailabilityZones",
     "DescribeRouteTables",
     "CreateRoute",
     "DeleteRoute",
     "ModifyInstanceAttribute",
+    "DescribeSubnets",
+    "DescribeSecurityGroups",
+    "CreateSecurityGroup",
+    "DeleteSecurityGroup",
+    "AuthorizeSecurityGroupIngress",
+    "RevokeSecurityGroupIngress",
+    "CreateTags",
 ];
 
 pub fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
@@ -99,5 +109,87 @@ impl Ec2 {
             .instance_id(instance_id)
             .source_dest_check(AttributeBooleanValue::builder().value(false).build());
         self.calls.run("aws/ec2.ModifyInstanceAttribute", request.send()).await.map(|_| ())
+    }
+
+    pub async fn subnets(&self, ids: Vec<String>, filters: Vec<Filter>) -> Result<Vec<Subnet>, AwsError> {
+        let request = self.client.describe_subnets().set_subnet_ids((!ids.is_empty()).then_some(ids)).set_filters(Some(filters));
+        Ok(self.calls.run("aws/ec2.DescribeSubnets", request.send()).await?.subnets().to_vec())
+    }
+
+    pub async fn security_groups(&self, ids: Vec<String>, filters: Vec<Filter>) -> Result<Vec<SecurityGroup>, AwsError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let request = self
+                .client
+                .describe_security_groups()
+                .set_group_ids((!ids.is_empty()).then(|| ids.clone()))
+                .set_filters(Some(filters.clone()))
+                .set_next_token(token);
+            let page = self.calls.run("aws/ec2.DescribeSecurityGroups", request.send()).await?;
+            out.extend(page.security_groups().iter().cloned());
+            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub async fn create_security_group(
+        &self,
+        name: &str,
+        description: &str,
+        vpc_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<String, AwsError> {
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::SecurityGroup)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .build();
+        let request = self
+            .client
+            .create_security_group()
+            .group_name(name)
+            .description(description)
+            .vpc_id(vpc_id)
+            .tag_specifications(tags);
+        let out = self.calls.run("aws/ec2.CreateSecurityGroup", request.send()).await?;
+        Ok(out.group_id().unwrap_or_default().to_string())
+    }
+
+    pub async fn delete_security_group(&self, id: &str) -> Result<(), AwsError> {
+        let request = self.client.delete_security_group().group_id(id);
+        self.calls.run("aws/ec2.DeleteSecurityGroup", request.send()).await.map(|_| ())
+    }
+
+    pub async fn authorize_ingress(&self, group: &str, permissions: Vec<IpPermission>) -> Result<(), AwsError> {
+        if permissions.is_empty() {
+            return Ok(());
+        }
+        let request = self.client.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
+        match self.calls.run("aws/ec2.AuthorizeSecurityGroupIngress", request.send()).await {
+            Err(err) if err.has_code("InvalidPermission.Duplicate") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    pub async fn revoke_ingress(&self, group: &str, permissions: Vec<IpPermission>) -> Result<(), AwsError> {
+        if permissions.is_empty() {
+            return Ok(());
+        }
+        let request = self.client.revoke_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
+        match self.calls.run("aws/ec2.RevokeSecurityGroupIngress", request.send()).await {
+            Err(err) if err.has_code("InvalidPermission.NotFound") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    pub async fn create_tags(&self, resource: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
+        let request = self
+            .client
+            .create_tags()
+            .resources(resource)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()));
+        self.calls.run("aws/ec2.CreateTags", request.send()).await.map(|_| ())
     }
 }

@@ -16,6 +16,7 @@ mod ec2;
 pub mod errors;
 pub mod instance_cache;
 pub mod instances;
+pub mod load_balancers;
 pub mod provider_id;
 pub mod routes;
 pub mod tags;
@@ -23,17 +24,23 @@ mod throttling;
 
 use std::sync::Arc;
 
-use cloud_provider::{CloudProvider, Unsupported};
+use cloud_provider::CloudProvider;
 
 pub use config::{CloudConfig, ConfigErrors};
 pub use instances::AwsInstances;
+pub use load_balancers::AwsLoadBalancers;
 pub use routes::AwsRoutes;
 
 pub const PROVIDER_NAME: &str = "aws";
 
 /// Every AWS operation the provider can call, as `service:Action` (the IAM policy's terms).
 pub fn operations() -> Vec<String> {
-    ec2::OPERATIONS.iter().map(|op| format!("ec2:{op}")).collect()
+    let ec2 = ec2::OPERATIONS.iter().map(|op| format!("ec2:{op}"));
+    let elb = load_balancers::ELB_OPERATIONS.iter().chain(load_balancers::ELBV2_OPERATIONS.iter());
+    let mut all: Vec<String> = ec2.chain(elb.map(|op| format!("elasticloadbalancing:{op}"))).collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// Why the provider could not start.
@@ -47,6 +54,7 @@ pub enum StartupError {
 
 pub struct AwsCloud {
     instances: AwsInstances,
+    load_balancers: AwsLoadBalancers,
     routes: AwsRoutes,
     calls: Arc<calls::Calls>,
     pub region: String,
@@ -67,6 +75,25 @@ impl AwsCloud {
         let cache = Arc::new(instance_cache::InstanceCache::new(ec2.clone(), discovered.cluster.clone()));
         let instances =
             AwsInstances::new(cache.clone(), ec2.clone(), region.clone(), config.global.node_ip_families.clone());
+        let settings = load_balancers::Settings {
+            disable_security_group_ingress: config.global.disable_security_group_ingress,
+            elb_security_group: config.global.elb_security_group.clone(),
+            shared_health_probe: config.global.health_probe_mode == config::HealthProbeMode::Shared,
+            shared_probe_port: config.global.shared_health_probe_port,
+            shared_probe_path: config.global.shared_health_probe_path.clone(),
+            nlb_security_groups_managed: config.global.nlb_security_group_managed,
+        };
+        let load_balancers = AwsLoadBalancers::new(
+            ec2.clone(),
+            clients::elb(&sdk, &config, &region),
+            clients::elbv2(&sdk, &config, &region),
+            calls.clone(),
+            cache.clone(),
+            discovered.cluster.clone(),
+            discovered.vpc_id.clone(),
+            discovered.subnet_id.clone(),
+            settings,
+        );
         let routes = AwsRoutes::new(
             ec2,
             cache,
@@ -74,7 +101,7 @@ impl AwsCloud {
             discovered.vpc_id.clone(),
             config.global.route_table_id.clone(),
         );
-        Ok(Self { instances, routes, calls, region, discovered, warnings: config.warnings })
+        Ok(Self { instances, load_balancers, routes, calls, region, discovered, warnings: config.warnings })
     }
 
     /// Adds the AWS API metrics to the process's registry.
@@ -85,7 +112,7 @@ impl AwsCloud {
 
 impl CloudProvider for AwsCloud {
     type Instances = AwsInstances;
-    type LoadBalancers = Unsupported;
+    type LoadBalancers = AwsLoadBalancers;
     type Routes = AwsRoutes;
 
     fn name(&self) -> &'static str {
@@ -94,8 +121,8 @@ impl CloudProvider for AwsCloud {
     fn instances(&self) -> Option<&AwsInstances> {
         Some(&self.instances)
     }
-    fn load_balancers(&self) -> Option<&Unsupported> {
-        None
+    fn load_balancers(&self) -> Option<&AwsLoadBalancers> {
+        Some(&self.load_balancers)
     }
     fn routes(&self) -> Option<&AwsRoutes> {
         Some(&self.routes)

@@ -92,6 +92,9 @@ impl IngressPoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadBalancerStatus {
     pub ingress: Vec<IngressPoint>,
+    /// Problems that did not stop the load balancer (e.g. annotations the provider does not
+    /// know); the service controller reports them in a Warning event.
+    pub warnings: Vec<String>,
 }
 
 /// Load balancers: what the service controller needs.

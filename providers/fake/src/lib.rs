@@ -292,7 +292,7 @@ impl LoadBalancers for FakeCloud {
         Ok(state
             .load_balancers
             .get(&Self::lb_name(service))
-            .map(|lb| LoadBalancerStatus { ingress: vec![IngressPoint::hostname(&lb.hostname)] }))
+            .map(|lb| LoadBalancerStatus { ingress: vec![IngressPoint::hostname(&lb.hostname)], warnings: Vec::new() }))
     }
 
     fn name(&self, _cluster: &str, service: &ServiceInfo) -> String {
@@ -321,7 +321,7 @@ impl LoadBalancers for FakeCloud {
         lb.nodes = nodes.iter().map(|n| n.name.clone()).collect();
         lb.ports = service.ports.iter().map(|p| (p.port, p.node_port)).collect();
         lb.ensures += 1;
-        Ok(LoadBalancerStatus { ingress: vec![IngressPoint::hostname(&lb.hostname)] })
+        Ok(LoadBalancerStatus { ingress: vec![IngressPoint::hostname(&lb.hostname)], warnings: Vec::new() })
     }
 
     async fn update_hosts(&self, _cluster: &str, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<(), CloudError> {

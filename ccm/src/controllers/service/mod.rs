@@ -54,6 +54,8 @@ pub use fingerprint::fingerprint;
 pub const NAME: &str = "service";
 /// Upstream's event source.
 pub const EVENT_SOURCE: &str = "service-controller";
+/// The Warning for problems that did not stop the load balancer (unknown annotations).
+pub const WARNING_REASON: &str = "UnsupportedAnnotation";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -229,6 +231,10 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     };
     match result {
         Ok(lb_status) => {
+            if !lb_status.warnings.is_empty() {
+                let note = format!("Load balancer made, but: {}", lb_status.warnings.join("; "));
+                ctx.events.warning(&object, WARNING_REASON, note).await;
+            }
             ctx.events.normal(&object, "EnsuredLoadBalancer", "Ensured load balancer").await;
             if lb_status.ingress != info.current_ingress {
                 status::set_ingress(&api, &service.name_any(), &lb_status.ingress).await?;

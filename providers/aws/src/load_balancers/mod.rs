@@ -1,0 +1,364 @@
+//! Load balancers: a Classic ELB by default, an NLB with instance targets for
+//! `aws-load-balancer-type: nlb`; `nlb-ip` / `external` are left to the AWS Load Balancer
+//! Controller.
+//!
+//! The Service is parsed first ([`service_config`]); any invalid annotation fails the sync with
+//! every problem listed, before any AWS call. The two types are separate modules
+//! ([`classic`], [`nlb`]) picked once from the parsed config. Deletion never trusts the
+//! Service's current annotations: both APIs are asked for the load balancer named after the
+//! UID, and everything it owns is found by name and tags.
+
+pub mod annotations;
+mod classic;
+pub mod names;
+mod nlb;
+pub mod security_groups;
+pub mod service_config;
+pub mod subnets;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{Instance, InstanceStateName, SecurityGroup};
+use cloud_provider::{CloudError, LoadBalancerStatus, LoadBalancers, NodeInfo, ServiceInfo};
+
+use crate::calls::Calls;
+use crate::ec2::{Ec2, filter};
+use crate::errors::AwsError;
+use crate::instance_cache::InstanceCache;
+use crate::instances::AwsInstances;
+use crate::tags::ClusterTags;
+use security_groups::{Rule, Source};
+use service_config::{Kind, LbConfig, Parsed};
+
+pub use classic::OPERATIONS as ELB_OPERATIONS;
+pub use nlb::OPERATIONS as ELBV2_OPERATIONS;
+
+/// `kubernetes.io/service-name`: which Service a load balancer and its parts belong to.
+pub const SERVICE_NAME_TAG: &str = "kubernetes.io/service-name";
+
+/// Cloud-config settings the load balancers follow.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub disable_security_group_ingress: bool,
+    pub elb_security_group: Option<String>,
+    pub shared_health_probe: bool,
+    pub shared_probe_port: u16,
+    pub shared_probe_path: String,
+    pub nlb_security_groups_managed: bool,
+}
+
+pub struct AwsLoadBalancers {
+    pub(crate) ec2: Ec2,
+    pub(crate) elb: aws_sdk_elasticloadbalancing::Client,
+    pub(crate) elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub(crate) calls: Arc<Calls>,
+    pub(crate) cache: Arc<InstanceCache>,
+    pub(crate) cluster: ClusterTags,
+    pub(crate) vpc_id: String,
+    pub(crate) fallback_subnet: Option<String>,
+    pub(crate) settings: Settings,
+    zone_types: tokio::sync::Mutex<HashMap<String, String>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+impl AwsLoadBalancers {
+    pub fn new(
+        ec2: Ec2,
+        elb: aws_sdk_elasticloadbalancing::Client,
+        elbv2: aws_sdk_elasticloadbalancingv2::Client,
+        calls: Arc<Calls>,
+        cache: Arc<InstanceCache>,
+        cluster: ClusterTags,
+        vpc_id: String,
+        fallback_subnet: Option<String>,
+        settings: Settings,
+    ) -> Self {
+        Self { ec2, elb, elbv2, calls, cache, cluster, vpc_id, fallback_subnet, settings, zone_types: Default::default() }
+    }
+
+    /// Cluster tag (owned), service name, and the Service's additional tags.
+    pub(crate) fn resource_tags(&self, cfg: &LbConfig) -> Vec<(String, String)> {
+        let mut tags = self.cluster.owned();
+        tags.push((SERVICE_NAME_TAG.to_string(), cfg.service_key()));
+        for (k, v) in &cfg.additional_tags {
+            if !tags.iter().any(|(key, _)| key == k) {
+                tags.push((k.clone(), v.clone()));
+            }
+        }
+        tags
+    }
+
+    /// The subnets for a new or existing load balancer: the annotation's, else discovery.
+    pub(crate) async fn subnets_for(&self, cfg: &LbConfig) -> Result<Vec<String>, CloudError> {
+        if let Some(wanted) = &cfg.subnets {
+            let (ids, names): (Vec<String>, Vec<String>) = wanted.iter().cloned().partition(|s| s.starts_with("subnet-"));
+            let mut found: Vec<String> = Vec::new();
+            if !ids.is_empty() {
+                found.extend(self.ec2.subnets(ids, Vec::new()).await?.iter().filter_map(|s| s.subnet_id().map(String::from)));
+            }
+            if !names.is_empty() {
+                let by_name =
+                    self.ec2.subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()]), filter("tag:Name", names)]).await?;
+                found.extend(by_name.iter().filter_map(|s| s.subnet_id().map(String::from)));
+            }
+            if found.len() != wanted.len() {
+                return Err(CloudError::invalid(
+                    "aws/lb.subnets",
+                    format!("{}: {} given, {} found: {found:?}", annotations::SUBNETS, wanted.len(), found.len()),
+                ));
+            }
+            return Ok(found);
+        }
+        let subnets = self.ec2.subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
+        let tables = self.ec2.route_tables(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
+        let zone_types = self.zone_types().await?;
+        let candidates = subnets::candidates(&subnets, &tables, &zone_types);
+        match subnets::choose(&candidates, cfg.internal, &self.cluster) {
+            Ok(chosen) => Ok(chosen),
+            Err(why) => match &self.fallback_subnet {
+                Some(subnet) if candidates.is_empty() => {
+                    tracing::warn!(%subnet, "no subnets found; using the configured SubnetID");
+                    Ok(vec![subnet.clone()])
+                }
+                _ => Err(CloudError::Failed { op: "aws/lb.subnets", message: why, retry: cloud_provider::Retry::Backoff, kind: "no_subnets" }),
+            },
+        }
+    }
+
+    async fn zone_types(&self) -> Result<HashMap<String, String>, CloudError> {
+        let mut cached = self.zone_types.lock().await;
+        if cached.is_empty() {
+            *cached = self
+                .ec2
+                .availability_zones()
+                .await?
+                .iter()
+                .filter_map(|z| Some((z.zone_name()?.to_string(), z.zone_type().unwrap_or("availability-zone").to_string())))
+                .collect();
+        }
+        Ok(cached.clone())
+    }
+
+    /// The instances behind the eligible Nodes that carry the target-node labels.
+    pub(crate) async fn target_instances(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<Vec<Instance>, CloudError> {
+        let mut out = Vec::new();
+        for node in nodes {
+            let labelled = cfg.target_node_labels.iter().all(|(k, v)| node.labels.get(k).is_some_and(|have| v.is_empty() || have == v));
+            if !labelled {
+                continue;
+            }
+            if let Some(instance) = self.cache.get(&AwsInstances::key_for(node)).await?
+                && instance.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated)
+            {
+                out.push(instance);
+            }
+        }
+        out.sort_by(|a, b| a.instance_id().cmp(&b.instance_id()));
+        Ok(out)
+    }
+
+    /// The security group of each instance that node rules go on: its cluster-tagged group,
+    /// else its only group (upstream's rule).
+    pub(crate) async fn node_groups(&self, instances: &[Instance]) -> Result<Vec<SecurityGroup>, CloudError> {
+        let ids: Vec<String> = instances
+            .iter()
+            .flat_map(|i| i.security_groups().iter().filter_map(|g| g.group_id().map(String::from)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = self.ec2.security_groups(ids, Vec::new()).await?;
+        let by_id: HashMap<&str, &SecurityGroup> = groups.iter().filter_map(|g| Some((g.group_id()?, g))).collect();
+        let mut chosen: BTreeMap<String, SecurityGroup> = BTreeMap::new();
+        for instance in instances {
+            let mine: Vec<&SecurityGroup> =
+                instance.security_groups().iter().filter_map(|g| by_id.get(g.group_id()?).copied()).collect();
+            let tagged: Vec<&SecurityGroup> = mine.iter().copied().filter(|g| self.is_cluster_group(g)).collect();
+            let pick = match (tagged.as_slice(), mine.as_slice()) {
+                ([one], _) | ([], [one]) => Some(*one),
+                _ => None,
+            };
+            match pick {
+                Some(g) => {
+                    chosen.insert(g.group_id().unwrap_or_default().to_string(), g.clone());
+                }
+                None => tracing::warn!(instance = ?instance.instance_id(), "no single (cluster-tagged) security group; no node rules for it"),
+            }
+        }
+        Ok(chosen.into_values().collect())
+    }
+
+    pub(crate) fn is_cluster_group(&self, g: &SecurityGroup) -> bool {
+        self.cluster.is_cluster(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+    }
+
+    fn is_owned_group(&self, g: &SecurityGroup) -> bool {
+        self.cluster.is_owned(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+    }
+
+    /// Classic ELB: every node group admits all traffic from the ELB's group; cluster groups
+    /// that no target needs lose that rule.
+    pub(crate) async fn ensure_node_group_references(&self, lb_group: &str, instances: &[Instance]) -> Result<(), CloudError> {
+        let wanted = self.node_groups(instances).await?;
+        let rule = Rule::all_from_group(lb_group);
+        for group in &wanted {
+            let has = security_groups::ingress(group).iter().any(|r| r.identity() == rule.identity());
+            if !has {
+                self.ec2.authorize_ingress(group.group_id().unwrap_or_default(), vec![rule.to_permission()]).await?;
+            }
+        }
+        let referencing = self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [lb_group])]).await?;
+        for group in referencing {
+            let id = group.group_id().unwrap_or_default();
+            if self.is_cluster_group(&group) && !wanted.iter().any(|w| w.group_id() == Some(id)) {
+                self.ec2.revoke_ingress(id, vec![rule.to_permission()]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every rule, in any group, that references `group` (before deleting it).
+    pub(crate) async fn revoke_references_to(&self, group: &str) -> Result<(), CloudError> {
+        let referencing = self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [group])]).await?;
+        for g in referencing {
+            let rules: Vec<_> = security_groups::ingress(&g)
+                .into_iter()
+                .filter(|r| r.source == Source::Group(group.to_string()))
+                .map(|r| r.to_permission())
+                .collect();
+            self.ec2.revoke_ingress(g.group_id().unwrap_or_default(), rules).await?;
+        }
+        Ok(())
+    }
+
+    /// Finds or creates an owned group named `name` in the VPC (read-repairing its cluster tag).
+    pub(crate) async fn ensure_owned_group(
+        &self,
+        name: &str,
+        description: &str,
+        extra_tags: &BTreeMap<String, String>,
+    ) -> Result<SecurityGroup, CloudError> {
+        let find = || self.ec2.security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])]);
+        if let Some(group) = find().await?.into_iter().next() {
+            let tags: Vec<(&str, &str)> = group.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+            let key = self.cluster.key();
+            if let Some((_, value)) = tags.iter().find(|(k, _)| *k == key) {
+                let _ = value;
+            } else if tags.iter().any(|(k, _)| k.starts_with(crate::tags::CLUSTER_TAG_PREFIX)) {
+                return Err(CloudError::invalid("aws/lb.security_group", format!("security group {name} belongs to another cluster")));
+            } else {
+                self.ec2.create_tags(group.group_id().unwrap_or_default(), &self.cluster.owned()).await?;
+            }
+            return Ok(group);
+        }
+        let mut tags = self.cluster.owned();
+        tags.extend(extra_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match self.ec2.create_security_group(name, description, &self.vpc_id, &tags).await {
+            Ok(_) => {}
+            Err(err) if err.has_code("InvalidGroup.Duplicate") => {}
+            Err(err) => return Err(err.into()),
+        }
+        find().await?.into_iter().next().ok_or_else(|| CloudError::transient("aws/lb.security_group", format!("{name} not found after creation")))
+    }
+
+    pub(crate) async fn owned_groups_named(&self, name: &str) -> Result<Vec<SecurityGroup>, CloudError> {
+        let groups = self.ec2.security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])]).await?;
+        Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect())
+    }
+
+    pub(crate) async fn owned_groups_by_id(&self, id: &str) -> Result<Vec<SecurityGroup>, CloudError> {
+        match self.ec2.security_groups(vec![id.to_string()], Vec::new()).await {
+            Ok(groups) => Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect()),
+            Err(err) if err.is_not_found() => Ok(Vec::new()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Deletes owned groups; one still in use means "come back later", never a wait here.
+    pub(crate) async fn delete_groups(&self, groups: &[SecurityGroup]) -> Result<(), CloudError> {
+        for group in groups {
+            let id = group.group_id().unwrap_or_default();
+            match self.ec2.delete_security_group(id).await {
+                Ok(()) => {}
+                Err(err) if err.is_not_found() => {}
+                Err(err) if err.has_code("DependencyViolation") => {
+                    return Err(CloudError::retry_after(
+                        "aws/lb.delete_security_group",
+                        format!("security group {id} is still in use; deleting it again shortly"),
+                        Duration::from_secs(10),
+                    ));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn parse(service: &ServiceInfo) -> Result<Option<(LbConfig, Vec<String>)>, CloudError> {
+        match service_config::parse(service) {
+            Parsed::Elsewhere => Ok(None),
+            Parsed::Ok { config, warnings } => Ok(Some((*config, warnings))),
+            Parsed::Invalid(problems) => Err(CloudError::invalid(
+                "aws/lb.annotations",
+                format!("invalid Service for an AWS load balancer ({} problems; nothing was changed):\n- {}", problems.len(), problems.join("\n- ")),
+            )),
+        }
+    }
+}
+
+fn from_aws(err: AwsError) -> CloudError {
+    err.into()
+}
+
+impl LoadBalancers for AwsLoadBalancers {
+    async fn get(&self, _cluster: &str, service: &ServiceInfo) -> Result<Option<LoadBalancerStatus>, CloudError> {
+        let name = names::load_balancer_name(&service.uid);
+        if let Some(lb) = self.classic_describe(&name).await.map_err(from_aws)? {
+            let ingress = lb.dns_name().map(|d| vec![cloud_provider::IngressPoint::hostname(d)]).unwrap_or_default();
+            return Ok(Some(LoadBalancerStatus { ingress, warnings: Vec::new() }));
+        }
+        Ok(self.nlb_describe(&name).await?.map(|lb| LoadBalancerStatus {
+            ingress: lb.dns_name().map(|d| vec![cloud_provider::IngressPoint::hostname(d)]).unwrap_or_default(),
+            warnings: Vec::new(),
+        }))
+    }
+
+    fn name(&self, _cluster: &str, service: &ServiceInfo) -> String {
+        names::load_balancer_name(&service.uid)
+    }
+
+    async fn ensure(&self, cluster: &str, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<LoadBalancerStatus, CloudError> {
+        let Some((cfg, warnings)) = Self::parse(service)? else { return Err(CloudError::ImplementedElsewhere) };
+        // A type change: the other type's load balancer goes first (upstream refuses the change).
+        let mut status = match cfg.kind {
+            Kind::Classic => {
+                self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?;
+                self.classic_ensure(&cfg, nodes).await?
+            }
+            Kind::Nlb => {
+                self.classic_delete(&cfg.uid).await?;
+                self.nlb_ensure(&cfg, cluster, nodes).await?
+            }
+        };
+        status.warnings = warnings;
+        Ok(status)
+    }
+
+    async fn update_hosts(&self, cluster: &str, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<(), CloudError> {
+        let Some((cfg, _)) = Self::parse(service)? else { return Err(CloudError::ImplementedElsewhere) };
+        match cfg.kind {
+            Kind::Classic => self.classic_update_hosts(&cfg, nodes).await,
+            Kind::Nlb => self.nlb_ensure(&cfg, cluster, nodes).await.map(|_| ()),
+        }
+    }
+
+    async fn ensure_deleted(&self, cluster: &str, service: &ServiceInfo) -> Result<(), CloudError> {
+        // Both types, whatever the annotation says now.
+        self.classic_delete(&service.uid).await?;
+        self.nlb_delete(&service.namespace, &service.name, &service.uid, cluster).await
+    }
+}
