@@ -17,7 +17,7 @@ use crate::duration::parse_duration;
 
 /// A Kubernetes cloud-controller-manager.
 #[derive(Debug, Clone, Parser)]
-// Like Go's pflag, a repeated flag takes its last value.
+// Like Go's pflag, a repeated flag takes its last value (list flags such as --controllers append).
 #[command(name = "cloud-controller-manager", version, about, long_about = None, args_override_self = true)]
 pub struct Args {
     /// The cloud provider: `aws` or `fake` (an in-memory cloud for trying the controllers).

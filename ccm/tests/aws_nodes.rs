@@ -12,73 +12,10 @@ use ccm_e2e::{
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use support::{CcmProcess, eventually, get_node};
+use support::aws::{off_aws_config, register, start, wait_all_initialized};
+use support::{eventually, get_node};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Off-AWS mode: VPC + SubnetID + cluster ID, so no IMDS at all.
-fn off_aws_config(cluster: &TestCluster, vpc: &SeededVpc) -> String {
-    format!(
-        "[Global]\nRegion = {}\nVPC = {}\nSubnetID = {}\nKubernetesClusterID = {}\n",
-        cluster.region, vpc.vpc_id, vpc.subnets[1].id, cluster.id
-    )
-}
-
-fn start(cluster: &TestCluster, cloud_config: &str, imds: Option<&ImdsStub>, extra: &[&str]) -> Result<CcmProcess> {
-    let plane = ccm_e2e::ControlPlane::shared();
-    let path = std::env::temp_dir().join(format!("{}-cloud.conf", cluster.id));
-    std::fs::write(&path, cloud_config)?;
-    let mut args: Vec<String> = [
-        "--cloud-provider=aws",
-        "--leader-elect=false",
-        "--node-monitor-period=1s",
-        "--route-reconciliation-period=1s",
-        "--cluster-cidr=10.244.0.0/16",
-        "--controllers=cloud-node,cloud-node-lifecycle,route",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    args.push(format!("--cloud-config={}", path.display()));
-    args.push(format!("--kubeconfig={}", plane.kubeconfig_path().display()));
-    args.push(format!("--cluster-name={}", cluster.id));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut envs = vec![
-        ("AWS_ENDPOINT_URL", cluster.proxy.endpoint().to_string()),
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_REGION", cluster.region.clone()),
-    ];
-    // Never the real 169.254.169.254: a stub, or a closed port when the test wants none.
-    let imds_endpoint = imds.map_or_else(|| "http://127.0.0.1:9".to_string(), |s| s.endpoint().to_string());
-    envs.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint));
-    CcmProcess::start(&args, &envs)
-}
-
-fn tainted(node: &Node) -> bool {
-    node.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| t.iter().any(|t| t.key == UNINITIALIZED_TAINT))
-}
-
-async fn wait_all_initialized(client: &kube::Client, names: &[String], ccm: &CcmProcess) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    eventually("every Node initialized", WAIT, || async {
-        let list = nodes.list(&ListParams::default()).await?;
-        let pending =
-            list.items.iter().filter(|n| names.contains(n.metadata.name.as_ref().unwrap()) && tainted(n)).count();
-        Ok((pending == 0).then_some(()))
-    })
-    .await
-    .with_context(|| ccm.log_tail())
-}
-
-async fn register(client: &kube::Client, vpc: &SeededVpc) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for instance in &vpc.instances {
-        NodeRegistration::for_instance(instance).register(client).await?;
-        names.push(instance.private_dns.clone());
-    }
-    Ok(names)
-}
 
 #[tokio::test]
 async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {

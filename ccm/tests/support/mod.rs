@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, AvailabilityZone, Filter, Instance, IpPermission, ResourceType, RouteTable, SecurityGroup, Subnet,
-    Tag, TagSpecification,
+    AttributeBooleanValue, AvailabilityZone, Filter, Instance, IpPermission, ResourceType, RouteTable, SecurityGroup,
+    Subnet, Tag, TagSpecification,
 };
 
 use crate::calls::Calls;
@@ -112,11 +112,16 @@ impl Ec2 {
     }
 
     pub async fn subnets(&self, ids: Vec<String>, filters: Vec<Filter>) -> Result<Vec<Subnet>, AwsError> {
-        let request = self.client.describe_subnets().set_subnet_ids((!ids.is_empty()).then_some(ids)).set_filters(Some(filters));
+        let request =
+            self.client.describe_subnets().set_subnet_ids((!ids.is_empty()).then_some(ids)).set_filters(Some(filters));
         Ok(self.calls.run("aws/ec2.DescribeSubnets", request.send()).await?.subnets().to_vec())
     }
 
-    pub async fn security_groups(&self, ids: Vec<String>, filters: Vec<Filter>) -> Result<Vec<SecurityGroup>, AwsError> {
+    pub async fn security_groups(
+        &self,
+        ids: Vec<String>,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<SecurityGroup>, AwsError> {
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -166,7 +171,8 @@ impl Ec2 {
         if permissions.is_empty() {
             return Ok(());
         }
-        let request = self.client.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
+        let request =
+            self.client.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
         match self.calls.run("aws/ec2.AuthorizeSecurityGroupIngress", request.send()).await {
             Err(err) if err.has_code("InvalidPermission.Duplicate") => Ok(()),
             other => other.map(|_| ()),

@@ -142,7 +142,11 @@ impl AwsLoadBalancers {
         Ok(groups)
     }
 
-    pub(crate) async fn classic_ensure(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<LoadBalancerStatus, CloudError> {
+    pub(crate) async fn classic_ensure(
+        &self,
+        cfg: &LbConfig,
+        nodes: &[NodeInfo],
+    ) -> Result<LoadBalancerStatus, CloudError> {
         let name = names::load_balancer_name(&cfg.uid);
         let subnets = self.subnets_for(cfg).await?;
         let groups = self.classic_security_groups(cfg, &name).await?;
@@ -160,12 +164,19 @@ impl AwsLoadBalancers {
                     .set_listeners(Some(listeners.clone()))
                     .set_subnets(Some(subnets.clone()))
                     .set_security_groups(Some(groups.clone()))
-                    .set_tags(Some(self.resource_tags(cfg).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key")).collect()));
+                    .set_tags(Some(
+                        self.resource_tags(cfg)
+                            .into_iter()
+                            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key"))
+                            .collect(),
+                    ));
                 if cfg.internal {
                     request = request.scheme("internal");
                 }
                 self.calls.run("aws/elb.CreateLoadBalancer", request.send()).await?;
-                self.classic_describe(&name).await?.ok_or_else(|| CloudError::transient("aws/elb.ensure", format!("{name} vanished after creation")))?
+                self.classic_describe(&name)
+                    .await?
+                    .ok_or_else(|| CloudError::transient("aws/elb.ensure", format!("{name} vanished after creation")))?
             }
         };
         self.classic_tags(&name, cfg).await?;
@@ -205,22 +216,33 @@ impl AwsLoadBalancers {
         }
         let have_groups: BTreeSet<&str> = lb.security_groups().iter().map(String::as_str).collect();
         if have_groups != groups.iter().map(String::as_str).collect() {
-            let r = self.elb.apply_security_groups_to_load_balancer().load_balancer_name(name).set_security_groups(Some(groups.to_vec()));
+            let r = self
+                .elb
+                .apply_security_groups_to_load_balancer()
+                .load_balancer_name(name)
+                .set_security_groups(Some(groups.to_vec()));
             self.calls.run("aws/elb.ApplySecurityGroupsToLoadBalancer", r.send()).await?;
         }
         let same = |a: &Listener, b: &Listener| {
             a.load_balancer_port() == b.load_balancer_port()
                 && a.instance_port() == b.instance_port()
                 && a.protocol().eq_ignore_ascii_case(b.protocol())
-                && a.instance_protocol().unwrap_or_default().eq_ignore_ascii_case(b.instance_protocol().unwrap_or_default())
+                && a.instance_protocol()
+                    .unwrap_or_default()
+                    .eq_ignore_ascii_case(b.instance_protocol().unwrap_or_default())
                 && a.ssl_certificate_id() == b.ssl_certificate_id()
         };
         let existing: Vec<Listener> = lb.listener_descriptions().iter().filter_map(|d| d.listener().cloned()).collect();
-        let stale: Vec<i32> =
-            existing.iter().filter(|e| !listeners.iter().any(|l| same(e, l))).map(Listener::load_balancer_port).collect();
-        let missing: Vec<Listener> = listeners.iter().filter(|l| !existing.iter().any(|e| same(e, l))).cloned().collect();
+        let stale: Vec<i32> = existing
+            .iter()
+            .filter(|e| !listeners.iter().any(|l| same(e, l)))
+            .map(Listener::load_balancer_port)
+            .collect();
+        let missing: Vec<Listener> =
+            listeners.iter().filter(|l| !existing.iter().any(|e| same(e, l))).cloned().collect();
         if !stale.is_empty() {
-            let r = self.elb.delete_load_balancer_listeners().load_balancer_name(name).set_load_balancer_ports(Some(stale));
+            let r =
+                self.elb.delete_load_balancer_listeners().load_balancer_name(name).set_load_balancer_ports(Some(stale));
             self.calls.run("aws/elb.DeleteLoadBalancerListeners", r.send()).await?;
         }
         if !missing.is_empty() {
@@ -232,7 +254,8 @@ impl AwsLoadBalancers {
 
     /// Adds missing tags (cluster, service name, additional); never removes any, as upstream.
     async fn classic_tags(&self, name: &str, cfg: &LbConfig) -> Result<(), CloudError> {
-        let out = self.calls.run("aws/elb.DescribeTags", self.elb.describe_tags().load_balancer_names(name).send()).await?;
+        let out =
+            self.calls.run("aws/elb.DescribeTags", self.elb.describe_tags().load_balancer_names(name).send()).await?;
         let have: Vec<(String, String)> = out
             .tag_descriptions()
             .iter()
@@ -252,7 +275,12 @@ impl AwsLoadBalancers {
         Ok(())
     }
 
-    async fn classic_proxy_protocol(&self, name: &str, lb: &LoadBalancerDescription, cfg: &LbConfig) -> Result<(), CloudError> {
+    async fn classic_proxy_protocol(
+        &self,
+        name: &str,
+        lb: &LoadBalancerDescription,
+        cfg: &LbConfig,
+    ) -> Result<(), CloudError> {
         let has_policy = lb.policies().is_some_and(|p| p.other_policies().iter().any(|x| x == PROXY_POLICY));
         if cfg.proxy_protocol && !has_policy {
             let r = self
@@ -261,7 +289,9 @@ impl AwsLoadBalancers {
                 .load_balancer_name(name)
                 .policy_name(PROXY_POLICY)
                 .policy_type_name("ProxyProtocolPolicyType")
-                .policy_attributes(PolicyAttribute::builder().attribute_name("ProxyProtocol").attribute_value("true").build());
+                .policy_attributes(
+                    PolicyAttribute::builder().attribute_name("ProxyProtocol").attribute_value("true").build(),
+                );
             self.calls.run("aws/elb.CreateLoadBalancerPolicy", r.send()).await?;
         }
         for port in &cfg.ports {
@@ -288,14 +318,22 @@ impl AwsLoadBalancers {
     async fn classic_attributes(&self, name: &str, cfg: &LbConfig) -> Result<(), CloudError> {
         let out = self
             .calls
-            .run("aws/elb.DescribeLoadBalancerAttributes", self.elb.describe_load_balancer_attributes().load_balancer_name(name).send())
+            .run(
+                "aws/elb.DescribeLoadBalancerAttributes",
+                self.elb.describe_load_balancer_attributes().load_balancer_name(name).send(),
+            )
             .await?;
         let have = out.load_balancer_attributes();
         let cross_zone = have.and_then(|a| a.cross_zone_load_balancing()).map(CrossZoneLoadBalancing::enabled);
         let draining = have.and_then(|a| a.connection_draining()).map(|d| (d.enabled(), d.timeout()));
         let idle = have.and_then(|a| a.connection_settings()).map(ConnectionSettings::idle_timeout);
         let log = have.and_then(|a| a.access_log()).map(|l| {
-            (l.enabled(), l.s3_bucket_name().unwrap_or_default().to_string(), l.s3_bucket_prefix().unwrap_or_default().to_string(), l.emit_interval())
+            (
+                l.enabled(),
+                l.s3_bucket_name().unwrap_or_default().to_string(),
+                l.s3_bucket_prefix().unwrap_or_default().to_string(),
+                l.emit_interval(),
+            )
         });
         // Only the fields this controller owns are compared, so values AWS fills in by itself
         // do not cause a modification on every sync.
@@ -306,7 +344,8 @@ impl AwsLoadBalancers {
         );
         let log_matches = log.as_ref().is_some_and(|(enabled, bucket, prefix, interval)| {
             *enabled == want_log.0
-                && (!want_log.0 || (bucket == &want_log.1 && prefix == &want_log.2 && *interval == Some(cfg.access_log_interval)))
+                && (!want_log.0
+                    || (bucket == &want_log.1 && prefix == &want_log.2 && *interval == Some(cfg.access_log_interval)))
         });
         let matches = cross_zone == Some(cfg.cross_zone)
             && draining.is_some_and(|(e, t)| e == cfg.draining_enabled && (!e || t == Some(cfg.draining_timeout)))
@@ -330,7 +369,8 @@ impl AwsLoadBalancers {
             .connection_settings(ConnectionSettings::builder().idle_timeout(cfg.idle_timeout).build().expect("idle"))
             .access_log(access_log.build())
             .build();
-        let r = self.elb.modify_load_balancer_attributes().load_balancer_name(name).load_balancer_attributes(attributes);
+        let r =
+            self.elb.modify_load_balancer_attributes().load_balancer_name(name).load_balancer_attributes(attributes);
         self.calls.run("aws/elb.ModifyLoadBalancerAttributes", r.send()).await?;
         Ok(())
     }
@@ -357,11 +397,16 @@ impl AwsLoadBalancers {
         let deregister: Vec<ElbInstance> =
             have.difference(&want).map(|id| ElbInstance::builder().instance_id(id).build()).collect();
         if !deregister.is_empty() {
-            let r = self.elb.deregister_instances_from_load_balancer().load_balancer_name(name).set_instances(Some(deregister));
+            let r = self
+                .elb
+                .deregister_instances_from_load_balancer()
+                .load_balancer_name(name)
+                .set_instances(Some(deregister));
             self.calls.run("aws/elb.DeregisterInstancesFromLoadBalancer", r.send()).await?;
         }
         if !register.is_empty() {
-            let r = self.elb.register_instances_with_load_balancer().load_balancer_name(name).set_instances(Some(register));
+            let r =
+                self.elb.register_instances_with_load_balancer().load_balancer_name(name).set_instances(Some(register));
             self.calls.run("aws/elb.RegisterInstancesWithLoadBalancer", r.send()).await?;
         }
         Ok(())

@@ -75,7 +75,18 @@ impl AwsLoadBalancers {
         fallback_subnet: Option<String>,
         settings: Settings,
     ) -> Self {
-        Self { ec2, elb, elbv2, calls, cache, cluster, vpc_id, fallback_subnet, settings, zone_types: Default::default() }
+        Self {
+            ec2,
+            elb,
+            elbv2,
+            calls,
+            cache,
+            cluster,
+            vpc_id,
+            fallback_subnet,
+            settings,
+            zone_types: Default::default(),
+        }
     }
 
     /// Cluster tag (owned), service name, and the Service's additional tags.
@@ -93,14 +104,19 @@ impl AwsLoadBalancers {
     /// The subnets for a new or existing load balancer: the annotation's, else discovery.
     pub(crate) async fn subnets_for(&self, cfg: &LbConfig) -> Result<Vec<String>, CloudError> {
         if let Some(wanted) = &cfg.subnets {
-            let (ids, names): (Vec<String>, Vec<String>) = wanted.iter().cloned().partition(|s| s.starts_with("subnet-"));
+            let (ids, names): (Vec<String>, Vec<String>) =
+                wanted.iter().cloned().partition(|s| s.starts_with("subnet-"));
             let mut found: Vec<String> = Vec::new();
             if !ids.is_empty() {
-                found.extend(self.ec2.subnets(ids, Vec::new()).await?.iter().filter_map(|s| s.subnet_id().map(String::from)));
+                found.extend(
+                    self.ec2.subnets(ids, Vec::new()).await?.iter().filter_map(|s| s.subnet_id().map(String::from)),
+                );
             }
             if !names.is_empty() {
-                let by_name =
-                    self.ec2.subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()]), filter("tag:Name", names)]).await?;
+                let by_name = self
+                    .ec2
+                    .subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()]), filter("tag:Name", names)])
+                    .await?;
                 found.extend(by_name.iter().filter_map(|s| s.subnet_id().map(String::from)));
             }
             if found.len() != wanted.len() {
@@ -122,7 +138,12 @@ impl AwsLoadBalancers {
                     tracing::warn!(%subnet, "no subnets found; using the configured SubnetID");
                     Ok(vec![subnet.clone()])
                 }
-                _ => Err(CloudError::Failed { op: "aws/lb.subnets", message: why, retry: cloud_provider::Retry::Backoff, kind: "no_subnets" }),
+                _ => Err(CloudError::Failed {
+                    op: "aws/lb.subnets",
+                    message: why,
+                    retry: cloud_provider::Retry::Backoff,
+                    kind: "no_subnets",
+                }),
             },
         }
     }
@@ -135,17 +156,26 @@ impl AwsLoadBalancers {
                 .availability_zones()
                 .await?
                 .iter()
-                .filter_map(|z| Some((z.zone_name()?.to_string(), z.zone_type().unwrap_or("availability-zone").to_string())))
+                .filter_map(|z| {
+                    Some((z.zone_name()?.to_string(), z.zone_type().unwrap_or("availability-zone").to_string()))
+                })
                 .collect();
         }
         Ok(cached.clone())
     }
 
     /// The instances behind the eligible Nodes that carry the target-node labels.
-    pub(crate) async fn target_instances(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<Vec<Instance>, CloudError> {
+    pub(crate) async fn target_instances(
+        &self,
+        cfg: &LbConfig,
+        nodes: &[NodeInfo],
+    ) -> Result<Vec<Instance>, CloudError> {
         let mut out = Vec::new();
         for node in nodes {
-            let labelled = cfg.target_node_labels.iter().all(|(k, v)| node.labels.get(k).is_some_and(|have| v.is_empty() || have == v));
+            let labelled = cfg
+                .target_node_labels
+                .iter()
+                .all(|(k, v)| node.labels.get(k).is_some_and(|have| v.is_empty() || have == v));
             if !labelled {
                 continue;
             }
@@ -186,7 +216,9 @@ impl AwsLoadBalancers {
                 Some(g) => {
                     chosen.insert(g.group_id().unwrap_or_default().to_string(), g.clone());
                 }
-                None => tracing::warn!(instance = ?instance.instance_id(), "no single (cluster-tagged) security group; no node rules for it"),
+                None => {
+                    tracing::warn!(instance = ?instance.instance_id(), "no single (cluster-tagged) security group; no node rules for it")
+                }
             }
         }
         Ok(chosen.into_values().collect())
@@ -202,7 +234,11 @@ impl AwsLoadBalancers {
 
     /// Classic ELB: every node group admits all traffic from the ELB's group; cluster groups
     /// that no target needs lose that rule.
-    pub(crate) async fn ensure_node_group_references(&self, lb_group: &str, instances: &[Instance]) -> Result<(), CloudError> {
+    pub(crate) async fn ensure_node_group_references(
+        &self,
+        lb_group: &str,
+        instances: &[Instance],
+    ) -> Result<(), CloudError> {
         let wanted = self.node_groups(instances).await?;
         let rule = Rule::all_from_group(lb_group);
         for group in &wanted {
@@ -211,7 +247,8 @@ impl AwsLoadBalancers {
                 self.ec2.authorize_ingress(group.group_id().unwrap_or_default(), vec![rule.to_permission()]).await?;
             }
         }
-        let referencing = self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [lb_group])]).await?;
+        let referencing =
+            self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [lb_group])]).await?;
         for group in referencing {
             let id = group.group_id().unwrap_or_default();
             if self.is_cluster_group(&group) && !wanted.iter().any(|w| w.group_id() == Some(id)) {
@@ -242,14 +279,23 @@ impl AwsLoadBalancers {
         description: &str,
         extra_tags: &BTreeMap<String, String>,
     ) -> Result<SecurityGroup, CloudError> {
-        let find = || self.ec2.security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])]);
+        let find = || {
+            self.ec2.security_groups(
+                Vec::new(),
+                vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])],
+            )
+        };
         if let Some(group) = find().await?.into_iter().next() {
-            let tags: Vec<(&str, &str)> = group.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+            let tags: Vec<(&str, &str)> =
+                group.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
             let key = self.cluster.key();
             if let Some((_, value)) = tags.iter().find(|(k, _)| *k == key) {
                 let _ = value;
             } else if tags.iter().any(|(k, _)| k.starts_with(crate::tags::CLUSTER_TAG_PREFIX)) {
-                return Err(CloudError::invalid("aws/lb.security_group", format!("security group {name} belongs to another cluster")));
+                return Err(CloudError::invalid(
+                    "aws/lb.security_group",
+                    format!("security group {name} belongs to another cluster"),
+                ));
             } else {
                 self.ec2.create_tags(group.group_id().unwrap_or_default(), &self.cluster.owned()).await?;
             }
@@ -262,11 +308,18 @@ impl AwsLoadBalancers {
             Err(err) if err.has_code("InvalidGroup.Duplicate") => {}
             Err(err) => return Err(err.into()),
         }
-        find().await?.into_iter().next().ok_or_else(|| CloudError::transient("aws/lb.security_group", format!("{name} not found after creation")))
+        find()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CloudError::transient("aws/lb.security_group", format!("{name} not found after creation")))
     }
 
     pub(crate) async fn owned_groups_named(&self, name: &str) -> Result<Vec<SecurityGroup>, CloudError> {
-        let groups = self.ec2.security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])]).await?;
+        let groups = self
+            .ec2
+            .security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])])
+            .await?;
         Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect())
     }
 
@@ -304,7 +357,11 @@ impl AwsLoadBalancers {
             Parsed::Ok { config, warnings } => Ok(Some((*config, warnings))),
             Parsed::Invalid(problems) => Err(CloudError::invalid(
                 "aws/lb.annotations",
-                format!("invalid Service for an AWS load balancer ({} problems; nothing was changed):\n- {}", problems.len(), problems.join("\n- ")),
+                format!(
+                    "invalid Service for an AWS load balancer ({} problems; nothing was changed):\n- {}",
+                    problems.len(),
+                    problems.join("\n- ")
+                ),
             )),
         }
     }
@@ -331,16 +388,27 @@ impl LoadBalancers for AwsLoadBalancers {
         names::load_balancer_name(&service.uid)
     }
 
-    async fn ensure(&self, cluster: &str, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<LoadBalancerStatus, CloudError> {
+    async fn ensure(
+        &self,
+        cluster: &str,
+        service: &ServiceInfo,
+        nodes: &[NodeInfo],
+    ) -> Result<LoadBalancerStatus, CloudError> {
         let Some((cfg, warnings)) = Self::parse(service)? else { return Err(CloudError::ImplementedElsewhere) };
-        // A type change: the other type's load balancer goes first (upstream refuses the change).
+        // A type change: the other type's load balancer, if there is one, goes first with all
+        // it owns (upstream refuses the change). One describe when there is none.
+        let name = names::load_balancer_name(&cfg.uid);
         let mut status = match cfg.kind {
             Kind::Classic => {
-                self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?;
+                if self.nlb_describe(&name).await?.is_some() {
+                    self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?;
+                }
                 self.classic_ensure(&cfg, nodes).await?
             }
             Kind::Nlb => {
-                self.classic_delete(&cfg.uid).await?;
+                if self.classic_describe(&name).await.map_err(from_aws)?.is_some() {
+                    self.classic_delete(&cfg.uid).await?;
+                }
                 self.nlb_ensure(&cfg, cluster, nodes).await?
             }
         };

@@ -77,10 +77,28 @@ impl AwsLoadBalancers {
     }
 
     fn nlb_health(&self, cfg: &LbConfig, node_port: u16) -> Health {
-        let mut h = if cfg.local_traffic && let Some(hc) = cfg.health_check_node_port {
-            Health { protocol: "HTTP".into(), port: hc.to_string(), path: Some("/healthz".into()), interval: 10, timeout: Some(10), healthy: 2, unhealthy: 2 }
+        let mut h = if cfg.local_traffic
+            && let Some(hc) = cfg.health_check_node_port
+        {
+            Health {
+                protocol: "HTTP".into(),
+                port: hc.to_string(),
+                path: Some("/healthz".into()),
+                interval: 10,
+                timeout: Some(10),
+                healthy: 2,
+                unhealthy: 2,
+            }
         } else {
-            Health { protocol: "TCP".into(), port: "traffic-port".into(), path: None, interval: 30, timeout: None, healthy: 3, unhealthy: 3 }
+            Health {
+                protocol: "TCP".into(),
+                port: "traffic-port".into(),
+                path: None,
+                interval: 30,
+                timeout: None,
+                healthy: 3,
+                unhealthy: 3,
+            }
         };
         if let Some(p) = &cfg.health.protocol {
             h.protocol = p.clone();
@@ -119,11 +137,20 @@ impl AwsLoadBalancers {
                 let tls = p.protocol == Protocol::Tcp && cfg.is_ssl_port(p);
                 let (front, target) = match p.protocol {
                     Protocol::Udp => (ProtocolEnum::Udp, ProtocolEnum::Udp),
-                    _ if tls && cfg.backend_protocol == Some(BackendProtocol::Ssl) => (ProtocolEnum::Tls, ProtocolEnum::Tls),
+                    _ if tls && cfg.backend_protocol == Some(BackendProtocol::Ssl) => {
+                        (ProtocolEnum::Tls, ProtocolEnum::Tls)
+                    }
                     _ if tls => (ProtocolEnum::Tls, ProtocolEnum::Tcp),
                     _ => (ProtocolEnum::Tcp, ProtocolEnum::Tcp),
                 };
-                Mapping { port: p.port, node_port: p.node_port, front, target, health: self.nlb_health(cfg, p.node_port), tls }
+                Mapping {
+                    port: p.port,
+                    node_port: p.node_port,
+                    front,
+                    target,
+                    health: self.nlb_health(cfg, p.node_port),
+                    tls,
+                }
             })
             .collect()
     }
@@ -146,7 +173,12 @@ impl AwsLoadBalancers {
         self.resource_tags(cfg).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
     }
 
-    pub(crate) async fn nlb_ensure(&self, cfg: &LbConfig, cluster_name: &str, nodes: &[NodeInfo]) -> Result<LoadBalancerStatus, CloudError> {
+    pub(crate) async fn nlb_ensure(
+        &self,
+        cfg: &LbConfig,
+        cluster_name: &str,
+        nodes: &[NodeInfo],
+    ) -> Result<LoadBalancerStatus, CloudError> {
         let name = names::load_balancer_name(&cfg.uid);
         let mappings = self.nlb_mappings(cfg);
         let instances = self.target_instances(cfg, nodes).await?;
@@ -159,7 +191,11 @@ impl AwsLoadBalancers {
                     && !lb.security_groups().is_empty()
                     && !lb.security_groups().contains(group)
                 {
-                    let r = self.elbv2.set_security_groups().load_balancer_arn(lb.load_balancer_arn().unwrap_or_default()).security_groups(group);
+                    let r = self
+                        .elbv2
+                        .set_security_groups()
+                        .load_balancer_arn(lb.load_balancer_arn().unwrap_or_default())
+                        .security_groups(group);
                     self.calls.run("aws/elbv2.SetSecurityGroups", r.send()).await?;
                 }
                 lb
@@ -172,7 +208,10 @@ impl AwsLoadBalancers {
         if !self.settings.disable_security_group_ingress {
             self.nlb_node_rules(cfg, &name, &lb, &mappings, &instances).await?;
         }
-        let active = lb.state().and_then(|s| s.code()).is_none_or(|c| matches!(c, LoadBalancerStateEnum::Active | LoadBalancerStateEnum::Provisioning));
+        let active = lb
+            .state()
+            .and_then(|s| s.code())
+            .is_none_or(|c| matches!(c, LoadBalancerStateEnum::Active | LoadBalancerStateEnum::Provisioning));
         Ok(LoadBalancerStatus {
             ingress: lb.dns_name().filter(|_| active).map(|d| vec![IngressPoint::hostname(d)]).unwrap_or_default(),
             warnings: Vec::new(),
@@ -190,7 +229,10 @@ impl AwsLoadBalancers {
             if !cfg.security_groups.is_empty() {
                 return Err(CloudError::invalid(
                     "aws/nlb.security_groups",
-                    format!("{} on an NLB needs NLBSecurityGroupMode = Managed in the cloud-config", super::annotations::SECURITY_GROUPS),
+                    format!(
+                        "{} on an NLB needs NLBSecurityGroupMode = Managed in the cloud-config",
+                        super::annotations::SECURITY_GROUPS
+                    ),
                 ));
             }
             return Ok(None);
@@ -203,12 +245,19 @@ impl AwsLoadBalancers {
             return Ok(Some(byo.clone()));
         }
         let sg_name = names::nlb_security_group_name(cluster_name, &cfg.namespace, &cfg.name, &cfg.uid);
-        let group = self.ensure_owned_group(&sg_name, names::NLB_SECURITY_GROUP_DESCRIPTION, &cfg.additional_tags).await?;
+        let group =
+            self.ensure_owned_group(&sg_name, names::NLB_SECURITY_GROUP_DESCRIPTION, &cfg.additional_tags).await?;
         let mut wanted = Vec::new();
         for range in &cfg.source_ranges {
             for m in mappings {
                 let protocol = if m.front == ProtocolEnum::Udp { "udp" } else { "tcp" };
-                wanted.push(Rule { protocol: protocol.into(), from: m.port.into(), to: m.port.into(), source: Source::Cidr(range.clone()), description: None });
+                wanted.push(Rule {
+                    protocol: protocol.into(),
+                    from: m.port.into(),
+                    to: m.port.into(),
+                    source: Source::Cidr(range.clone()),
+                    description: None,
+                });
             }
             wanted.push(Rule::icmp_mtu(Source::Cidr(range.clone())));
         }
@@ -218,11 +267,18 @@ impl AwsLoadBalancers {
 
     async fn nlb_create(&self, cfg: &LbConfig, name: &str, group: Option<String>) -> Result<LoadBalancer, CloudError> {
         let subnets = self.subnets_for(cfg).await?;
-        for (what, list) in [(super::annotations::EIP_ALLOCATIONS, &cfg.eip_allocations), (super::annotations::PRIVATE_IPV4_ADDRESSES, &cfg.private_ipv4_addresses)] {
+        for (what, list) in [
+            (super::annotations::EIP_ALLOCATIONS, &cfg.eip_allocations),
+            (super::annotations::PRIVATE_IPV4_ADDRESSES, &cfg.private_ipv4_addresses),
+        ] {
             if !list.is_empty() && list.len() != subnets.len() {
                 return Err(CloudError::invalid(
                     "aws/nlb.create",
-                    format!("{what}: {} given for {} subnets ({subnets:?}); one per subnet is needed", list.len(), subnets.len()),
+                    format!(
+                        "{what}: {} given for {} subnets ({subnets:?}); one per subnet is needed",
+                        list.len(),
+                        subnets.len()
+                    ),
                 ));
             }
         }
@@ -237,7 +293,8 @@ impl AwsLoadBalancers {
                     .build()
             })
             .collect();
-        let scheme = if cfg.internal { LoadBalancerSchemeEnum::Internal } else { LoadBalancerSchemeEnum::InternetFacing };
+        let scheme =
+            if cfg.internal { LoadBalancerSchemeEnum::Internal } else { LoadBalancerSchemeEnum::InternetFacing };
         let request = self
             .elbv2
             .create_load_balancer()
@@ -248,12 +305,20 @@ impl AwsLoadBalancers {
             .set_security_groups(group.map(|g| vec![g]))
             .set_tags(Some(self.v2_tags(cfg)));
         let out = self.calls.run("aws/elbv2.CreateLoadBalancer", request.send()).await?;
-        out.load_balancers().first().cloned().ok_or_else(|| CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing"))
+        out.load_balancers()
+            .first()
+            .cloned()
+            .ok_or_else(|| CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing"))
     }
 
     async fn target_groups_of(&self, arn: &str) -> Result<Vec<TargetGroup>, AwsError> {
         let r = self.elbv2.describe_target_groups().load_balancer_arn(arn);
-        Ok(self.calls.run("aws/elbv2.DescribeTargetGroups", r.send()).await?.target_groups().to_vec())
+        match self.calls.run("aws/elbv2.DescribeTargetGroups", r.send()).await {
+            Ok(out) => Ok(out.target_groups().to_vec()),
+            // AWS answers an empty list; some emulators answer "not found".
+            Err(err) if err.has_code("TargetGroupNotFound") => Ok(Vec::new()),
+            Err(err) => Err(err),
+        }
     }
 
     async fn target_group_named(&self, name: &str) -> Result<Option<TargetGroup>, AwsError> {
@@ -265,7 +330,13 @@ impl AwsLoadBalancers {
         }
     }
 
-    async fn nlb_listeners(&self, cfg: &LbConfig, arn: &str, mappings: &[Mapping], instances: &[aws_sdk_ec2::types::Instance]) -> Result<(), CloudError> {
+    async fn nlb_listeners(
+        &self,
+        cfg: &LbConfig,
+        arn: &str,
+        mappings: &[Mapping],
+        instances: &[aws_sdk_ec2::types::Instance],
+    ) -> Result<(), CloudError> {
         let listeners: Vec<Listener> = self
             .calls
             .run("aws/elbv2.DescribeListeners", self.elbv2.describe_listeners().load_balancer_arn(arn).send())
@@ -295,7 +366,8 @@ impl AwsLoadBalancers {
 
             let listener = listeners.iter().find(|l| l.port() == Some(m.port.into()));
             let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&tg_arn).build();
-            let certificates = cfg.ssl_cert.clone().filter(|_| m.tls).map(|c| vec![Certificate::builder().certificate_arn(c).build()]);
+            let certificates =
+                cfg.ssl_cert.clone().filter(|_| m.tls).map(|c| vec![Certificate::builder().certificate_arn(c).build()]);
             let ssl_policy = cfg.ssl_negotiation_policy.clone().filter(|_| m.tls);
             match listener {
                 Some(l) if l.protocol() == Some(&m.front) => {
@@ -322,7 +394,8 @@ impl AwsLoadBalancers {
                         // Same port, other protocol: replace the listener.
                         let r = self.elbv2.delete_listener().listener_arn(l.listener_arn().unwrap_or_default());
                         self.calls.run("aws/elbv2.DeleteListener", r.send()).await?;
-                        unused_groups.extend(l.default_actions().iter().filter_map(|a| a.target_group_arn().map(String::from)));
+                        unused_groups
+                            .extend(l.default_actions().iter().filter_map(|a| a.target_group_arn().map(String::from)));
                     }
                     let r = self
                         .elbv2
@@ -360,7 +433,11 @@ impl AwsLoadBalancers {
     }
 
     async fn delete_target_group(&self, arn: &str) -> Result<(), CloudError> {
-        match self.calls.run("aws/elbv2.DeleteTargetGroup", self.elbv2.delete_target_group().target_group_arn(arn).send()).await {
+        match self
+            .calls
+            .run("aws/elbv2.DeleteTargetGroup", self.elbv2.delete_target_group().target_group_arn(arn).send())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) if err.is_not_found() => Ok(()),
             Err(err) if err.has_code("ResourceInUse") => Err(CloudError::retry_after(
@@ -372,7 +449,12 @@ impl AwsLoadBalancers {
         }
     }
 
-    async fn nlb_create_target_group(&self, cfg: &LbConfig, name: &str, m: &Mapping) -> Result<TargetGroup, CloudError> {
+    async fn nlb_create_target_group(
+        &self,
+        cfg: &LbConfig,
+        name: &str,
+        m: &Mapping,
+    ) -> Result<TargetGroup, CloudError> {
         let h = &m.health;
         let r = self
             .elbv2
@@ -391,7 +473,10 @@ impl AwsLoadBalancers {
             .unhealthy_threshold_count(h.unhealthy)
             .set_tags(Some(self.v2_tags(cfg)));
         let out = self.calls.run("aws/elbv2.CreateTargetGroup", r.send()).await?;
-        out.target_groups().first().cloned().ok_or_else(|| CloudError::transient("aws/nlb.target_group", "CreateTargetGroup returned nothing"))
+        out.target_groups()
+            .first()
+            .cloned()
+            .ok_or_else(|| CloudError::transient("aws/nlb.target_group", "CreateTargetGroup returned nothing"))
     }
 
     /// Port, path, thresholds and timeout change in place; protocol and interval are part of
@@ -420,8 +505,16 @@ impl AwsLoadBalancers {
     }
 
     /// Deregister first, then register (helps at instance-count limits), in chunks.
-    async fn nlb_targets(&self, tg: &str, node_port: u16, instances: &[aws_sdk_ec2::types::Instance]) -> Result<(), CloudError> {
-        let health = self.calls.run("aws/elbv2.DescribeTargetHealth", self.elbv2.describe_target_health().target_group_arn(tg).send()).await?;
+    async fn nlb_targets(
+        &self,
+        tg: &str,
+        node_port: u16,
+        instances: &[aws_sdk_ec2::types::Instance],
+    ) -> Result<(), CloudError> {
+        let health = self
+            .calls
+            .run("aws/elbv2.DescribeTargetHealth", self.elbv2.describe_target_health().target_group_arn(tg).send())
+            .await?;
         let have: BTreeSet<(String, i32)> = health
             .target_health_descriptions()
             .iter()
@@ -450,7 +543,10 @@ impl AwsLoadBalancers {
         }
         let out = self
             .calls
-            .run("aws/elbv2.DescribeTargetGroupAttributes", self.elbv2.describe_target_group_attributes().target_group_arn(tg).send())
+            .run(
+                "aws/elbv2.DescribeTargetGroupAttributes",
+                self.elbv2.describe_target_group_attributes().target_group_arn(tg).send(),
+            )
             .await?;
         let have: BTreeMap<&str, &str> = out.attributes().iter().filter_map(|a| Some((a.key()?, a.value()?))).collect();
         let changes: Vec<TargetGroupAttribute> = cfg
@@ -469,7 +565,10 @@ impl AwsLoadBalancers {
     async fn nlb_attributes(&self, cfg: &LbConfig, arn: &str) -> Result<(), CloudError> {
         let out = self
             .calls
-            .run("aws/elbv2.DescribeLoadBalancerAttributes", self.elbv2.describe_load_balancer_attributes().load_balancer_arn(arn).send())
+            .run(
+                "aws/elbv2.DescribeLoadBalancerAttributes",
+                self.elbv2.describe_load_balancer_attributes().load_balancer_arn(arn).send(),
+            )
             .await?;
         let have: BTreeMap<&str, &str> = out.attributes().iter().filter_map(|a| Some((a.key()?, a.value()?))).collect();
         let mut want = vec![
@@ -508,12 +607,20 @@ impl AwsLoadBalancers {
         for m in mappings {
             let protocol = if m.target == ProtocolEnum::Udp { "udp" } else { "tcp" };
             for range in &cfg.source_ranges {
-                wanted.push(Rule { protocol: protocol.into(), from: m.node_port.into(), to: m.node_port.into(), source: Source::Cidr(range.clone()), description: Some(client_marker.clone()) });
+                wanted.push(Rule {
+                    protocol: protocol.into(),
+                    from: m.node_port.into(),
+                    to: m.node_port.into(),
+                    source: Source::Cidr(range.clone()),
+                    description: Some(client_marker.clone()),
+                });
             }
         }
         let health_ports: BTreeSet<u16> = mappings
             .iter()
-            .map(|m| if m.health.port == "traffic-port" { m.node_port } else { m.health.port.parse().unwrap_or(m.node_port) })
+            .map(|m| {
+                if m.health.port == "traffic-port" { m.node_port } else { m.health.port.parse().unwrap_or(m.node_port) }
+            })
             .collect();
         let open_to_all: BTreeSet<i32> = wanted
             .iter()
@@ -521,9 +628,16 @@ impl AwsLoadBalancers {
             .map(|r| r.from)
             .collect();
         let covered = |port: u16| open_to_all.contains(&i32::from(port));
-        let lb_subnets: Vec<String> = lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(String::from)).collect();
+        let lb_subnets: Vec<String> =
+            lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(String::from)).collect();
         if health_ports.iter().any(|p| !covered(*p)) && !lb_subnets.is_empty() {
-            let cidrs: Vec<String> = self.ec2.subnets(lb_subnets, Vec::new()).await?.iter().filter_map(|s| s.cidr_block().map(String::from)).collect();
+            let cidrs: Vec<String> = self
+                .ec2
+                .subnets(lb_subnets, Vec::new())
+                .await?
+                .iter()
+                .filter_map(|s| s.cidr_block().map(String::from))
+                .collect();
             for port in health_ports.iter().filter(|p| !covered(**p)) {
                 for cidr in &cidrs {
                     wanted.push(Rule::tcp(*port, Source::Cidr(cidr.clone())).described(health_marker.clone()));
@@ -535,18 +649,23 @@ impl AwsLoadBalancers {
         }
 
         let targets = self.node_groups(instances).await?;
-        let cluster_groups = self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]).await?;
+        let cluster_groups =
+            self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]).await?;
         for group in &cluster_groups {
             let id = group.group_id().unwrap_or_default();
-            let mine = |r: &Rule| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker);
+            let mine =
+                |r: &Rule| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker);
             let current: Vec<Rule> = security_groups::ingress(group);
             let is_target = targets.iter().any(|t| t.group_id() == Some(id));
-            let keep: BTreeSet<_> = if is_target { wanted.iter().map(Rule::identity).collect() } else { BTreeSet::new() };
-            let remove: Vec<_> = current.iter().filter(|r| mine(r) && !keep.contains(&r.identity())).map(Rule::to_permission).collect();
+            let keep: BTreeSet<_> =
+                if is_target { wanted.iter().map(Rule::identity).collect() } else { BTreeSet::new() };
+            let remove: Vec<_> =
+                current.iter().filter(|r| mine(r) && !keep.contains(&r.identity())).map(Rule::to_permission).collect();
             self.ec2.revoke_ingress(id, remove).await?;
             if is_target {
                 let have: BTreeSet<_> = current.iter().map(Rule::identity).collect();
-                let add: Vec<_> = wanted.iter().filter(|r| !have.contains(&r.identity())).map(Rule::to_permission).collect();
+                let add: Vec<_> =
+                    wanted.iter().filter(|r| !have.contains(&r.identity())).map(Rule::to_permission).collect();
                 self.ec2.authorize_ingress(id, add).await?;
             }
         }
@@ -556,13 +675,21 @@ impl AwsLoadBalancers {
     /// Deletes the NLB named after `uid` and everything it owns: listeners go with it, then its
     /// target groups (also orphans found by name and tags), its rules on node groups, and its
     /// managed security group.
-    pub(crate) async fn nlb_delete(&self, namespace: &str, service: &str, uid: &str, cluster_name: &str) -> Result<(), CloudError> {
+    pub(crate) async fn nlb_delete(
+        &self,
+        namespace: &str,
+        service: &str,
+        uid: &str,
+        cluster_name: &str,
+    ) -> Result<(), CloudError> {
         let name = names::load_balancer_name(uid);
         let lb = self.nlb_describe(&name).await?;
         let mut groups: BTreeSet<String> = BTreeSet::new();
         if let Some(lb) = &lb {
             let arn = lb.load_balancer_arn().unwrap_or_default();
-            groups.extend(self.target_groups_of(arn).await?.iter().filter_map(|g| g.target_group_arn().map(String::from)));
+            groups.extend(
+                self.target_groups_of(arn).await?.iter().filter_map(|g| g.target_group_arn().map(String::from)),
+            );
             let r = self.elbv2.delete_load_balancer().load_balancer_arn(arn);
             self.calls.run("aws/elbv2.DeleteLoadBalancer", r.send()).await?;
         }
@@ -573,7 +700,8 @@ impl AwsLoadBalancers {
         if !self.settings.disable_security_group_ingress {
             let client_marker = names::nlb_client_rule(&name);
             let health_marker = names::nlb_health_rule(&name);
-            let cluster_groups = self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]).await?;
+            let cluster_groups =
+                self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]).await?;
             for group in &cluster_groups {
                 let rules = security_groups::ingress(group);
                 let ours: Vec<_> = rules
@@ -582,16 +710,24 @@ impl AwsLoadBalancers {
                     .map(Rule::to_permission)
                     .collect();
                 let others_left = rules.iter().any(|r| {
-                    r.description.as_deref().is_some_and(|d| d.starts_with("kubernetes.io/rule/nlb/client=") && d != client_marker)
+                    r.description
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with("kubernetes.io/rule/nlb/client=") && d != client_marker)
                 });
                 let mut remove = ours;
                 if !others_left {
-                    remove.extend(rules.iter().filter(|r| r.description.as_deref() == Some(names::NLB_MTU_RULE)).map(Rule::to_permission));
+                    remove.extend(
+                        rules
+                            .iter()
+                            .filter(|r| r.description.as_deref() == Some(names::NLB_MTU_RULE))
+                            .map(Rule::to_permission),
+                    );
                 }
                 self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), remove).await?;
             }
         }
-        let owned = self.owned_groups_named(&names::nlb_security_group_name(cluster_name, namespace, service, uid)).await?;
+        let owned =
+            self.owned_groups_named(&names::nlb_security_group_name(cluster_name, namespace, service, uid)).await?;
         for group in &owned {
             self.revoke_references_to(group.group_id().unwrap_or_default()).await?;
         }
@@ -624,7 +760,8 @@ impl AwsLoadBalancers {
             let r = self.elbv2.describe_tags().set_resource_arns(Some(chunk.to_vec()));
             let tags = self.calls.run("aws/elbv2.DescribeTags", r.send()).await?;
             for d in tags.tag_descriptions() {
-                let pairs: Vec<(&str, &str)> = d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+                let pairs: Vec<(&str, &str)> =
+                    d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
                 let ours = self.cluster.is_owned(pairs.iter().copied())
                     && pairs.iter().any(|(k, v)| *k == super::SERVICE_NAME_TAG && *v == key);
                 if ours {

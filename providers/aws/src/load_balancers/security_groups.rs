@@ -56,10 +56,12 @@ impl Rule {
             p = p.from_port(self.from).to_port(self.to);
         }
         match &self.source {
-            Source::Cidr(cidr) => p.ip_ranges(IpRange::builder().cidr_ip(cidr).set_description(self.description.clone()).build()),
-            Source::Group(id) => {
-                p.user_id_group_pairs(UserIdGroupPair::builder().group_id(id).set_description(self.description.clone()).build())
+            Source::Cidr(cidr) => {
+                p.ip_ranges(IpRange::builder().cidr_ip(cidr).set_description(self.description.clone()).build())
             }
+            Source::Group(id) => p.user_id_group_pairs(
+                UserIdGroupPair::builder().group_id(id).set_description(self.description.clone()).build(),
+            ),
         }
         .build()
     }
@@ -70,15 +72,28 @@ pub fn ingress(group: &SecurityGroup) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in group.ip_permissions() {
         let protocol = p.ip_protocol().unwrap_or("-1").to_string();
-        let (from, to) = if protocol == "-1" { (-1, -1) } else { (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1)) };
+        let (from, to) =
+            if protocol == "-1" { (-1, -1) } else { (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1)) };
         for r in p.ip_ranges() {
             if let Some(cidr) = r.cidr_ip() {
-                out.push(Rule { protocol: protocol.clone(), from, to, source: Source::Cidr(cidr.into()), description: r.description().map(String::from) });
+                out.push(Rule {
+                    protocol: protocol.clone(),
+                    from,
+                    to,
+                    source: Source::Cidr(cidr.into()),
+                    description: r.description().map(String::from),
+                });
             }
         }
         for g in p.user_id_group_pairs() {
             if let Some(id) = g.group_id() {
-                out.push(Rule { protocol: protocol.clone(), from, to, source: Source::Group(id.into()), description: g.description().map(String::from) });
+                out.push(Rule {
+                    protocol: protocol.clone(),
+                    from,
+                    to,
+                    source: Source::Group(id.into()),
+                    description: g.description().map(String::from),
+                });
             }
         }
     }
@@ -112,7 +127,8 @@ mod tests {
             Rule::icmp_mtu(Source::Cidr("0.0.0.0/0".into())),
             Rule::all_from_group("sg-1").described("x"),
         ];
-        let group = SecurityGroup::builder().set_ip_permissions(Some(rules.iter().map(Rule::to_permission).collect())).build();
+        let group =
+            SecurityGroup::builder().set_ip_permissions(Some(rules.iter().map(Rule::to_permission).collect())).build();
         assert_eq!(ingress(&group), rules);
     }
 }

@@ -98,7 +98,10 @@ pub struct LbConfig {
 pub enum Parsed {
     /// `nlb-ip` / `external`: the AWS Load Balancer Controller's.
     Elsewhere,
-    Ok { config: Box<LbConfig>, warnings: Vec<String> },
+    Ok {
+        config: Box<LbConfig>,
+        warnings: Vec<String>,
+    },
     Invalid(Vec<String>),
 }
 
@@ -167,7 +170,11 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
                     _ => false,
                 };
                 if !fits {
-                    errors.push(format!("{key} applies to {} only, not to this {}", annotation.applies.label(), kind.label()));
+                    errors.push(format!(
+                        "{key} applies to {} only, not to this {}",
+                        annotation.applies.label(),
+                        kind.label()
+                    ));
                 }
             }
             None if key.starts_with(a::AWS_PREFIX) => warnings.push(format!(
@@ -189,7 +196,10 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
         additional_tags: get(a::ADDITIONAL_RESOURCE_TAGS).map(map).unwrap_or_default(),
         ssl_cert: get(a::SSL_CERT).map(str::trim).filter(|v| !v.is_empty()).map(String::from),
         ssl_ports: get(a::SSL_PORTS).map(list).filter(|l| !l.iter().any(|p| p == "*")).map(|l| l.into_iter().collect()),
-        ssl_negotiation_policy: get(a::SSL_NEGOTIATION_POLICY).map(str::trim).filter(|v| !v.is_empty()).map(String::from),
+        ssl_negotiation_policy: get(a::SSL_NEGOTIATION_POLICY)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from),
         backend_protocol: None,
         proxy_protocol: false,
         access_log_enabled: get(a::ACCESS_LOG_ENABLED).is_some_and(|v| boolean(a::ACCESS_LOG_ENABLED, v, &mut errors)),
@@ -223,7 +233,8 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
                 None
             }
         };
-        if kind == Kind::Nlb && matches!(config.backend_protocol, Some(BackendProtocol::Http | BackendProtocol::Https)) {
+        if kind == Kind::Nlb && matches!(config.backend_protocol, Some(BackendProtocol::Http | BackendProtocol::Https))
+        {
             errors.push(format!("{}: an NLB supports only tcp or ssl", a::BACKEND_PROTOCOL));
         }
     }
@@ -254,7 +265,8 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
     // Health check.
     if let Some(v) = get(a::HEALTHCHECK_PROTOCOL) {
         let p = v.trim().to_ascii_uppercase();
-        let allowed: &[&str] = if kind == Kind::Classic { &["TCP", "HTTP", "HTTPS", "SSL"] } else { &["TCP", "HTTP", "HTTPS"] };
+        let allowed: &[&str] =
+            if kind == Kind::Classic { &["TCP", "HTTP", "HTTPS", "SSL"] } else { &["TCP", "HTTP", "HTTPS"] };
         if allowed.contains(&p.as_str()) {
             config.health.protocol = Some(p);
         } else {
@@ -300,7 +312,10 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
     if let Some(v) = get(a::TARGET_GROUP_ATTRIBUTES) {
         for (k, val) in map(v) {
             if !matches!(k.as_str(), "preserve_client_ip.enabled" | "proxy_protocol_v2.enabled") {
-                errors.push(format!("{}: {k:?} is not supported (preserve_client_ip.enabled, proxy_protocol_v2.enabled)", a::TARGET_GROUP_ATTRIBUTES));
+                errors.push(format!(
+                    "{}: {k:?} is not supported (preserve_client_ip.enabled, proxy_protocol_v2.enabled)",
+                    a::TARGET_GROUP_ATTRIBUTES
+                ));
                 continue;
             }
             let b = boolean(&format!("{} {k}", a::TARGET_GROUP_ATTRIBUTES), &val, &mut errors);
@@ -365,14 +380,21 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
     for p in &service.ports {
         match (kind, p.protocol) {
             (Kind::Classic, Protocol::Tcp) | (Kind::Nlb, Protocol::Tcp | Protocol::Udp) => {}
-            (_, other) => errors.push(format!("port {}: {} is not supported by a {}", p.port, other.as_str(), kind.label())),
+            (_, other) => {
+                errors.push(format!("port {}: {} is not supported by a {}", p.port, other.as_str(), kind.label()))
+            }
         }
         if p.node_port == 0 {
-            errors.push(format!("port {} has no nodePort (allocateLoadBalancerNodePorts: false is not supported)", p.port));
+            errors.push(format!(
+                "port {} has no nodePort (allocateLoadBalancerNodePorts: false is not supported)",
+                p.port
+            ));
         }
         config.ports.push(Port { name: p.name.clone(), protocol: p.protocol, port: p.port, node_port: p.node_port });
     }
-    if config.target_group_attributes.get("preserve_client_ip.enabled") == Some(&false) && protocols.contains(&Protocol::Udp) {
+    if config.target_group_attributes.get("preserve_client_ip.enabled") == Some(&false)
+        && protocols.contains(&Protocol::Udp)
+    {
         errors.push("preserve_client_ip.enabled=false is not allowed with UDP ports".into());
     }
     if let Some(cert) = &config.ssl_cert
@@ -385,7 +407,10 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
     }
     if let Some(ports) = &config.ssl_ports {
         for wanted in ports {
-            let known = config.ports.iter().any(|p| p.name.as_deref() == Some(wanted.as_str()) || p.port.to_string() == *wanted);
+            let known = config
+                .ports
+                .iter()
+                .any(|p| p.name.as_deref() == Some(wanted.as_str()) || p.port.to_string() == *wanted);
             if !known {
                 errors.push(format!("{}: {wanted:?} is not a port of this Service", a::SSL_PORTS));
             }

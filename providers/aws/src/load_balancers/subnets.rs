@@ -28,9 +28,8 @@ pub struct Candidate {
 /// Reads subnets and the VPC's route tables into candidates.
 pub fn candidates(subnets: &[Subnet], tables: &[RouteTable], zone_types: &HashMap<String, String>) -> Vec<Candidate> {
     let main = tables.iter().find(|t| t.associations().iter().any(|a| a.main() == Some(true)));
-    let table_of = |subnet: &str| {
-        tables.iter().find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet))).or(main)
-    };
+    let table_of =
+        |subnet: &str| tables.iter().find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet))).or(main);
     let routes_to_igw =
         |t: &RouteTable| t.routes().iter().any(|r| r.gateway_id().is_some_and(|g| g.starts_with("igw")));
     subnets
@@ -67,7 +66,10 @@ pub fn choose(candidates: &[Candidate], internal: bool, cluster: &ClusterTags) -
             continue;
         }
         if !internal && !c.public {
-            rejected.push(format!("{} ({}): private (no route to an internet gateway) for an internet-facing load balancer", c.id, c.zone));
+            rejected.push(format!(
+                "{} ({}): private (no route to an internet gateway) for an internet-facing load balancer",
+                c.id, c.zone
+            ));
             continue;
         }
         let rank = |x: &Candidate| (!x.tags.contains_key(role), !x.tags.contains_key(&cluster_key), x.id.clone());
@@ -86,7 +88,10 @@ pub fn choose(candidates: &[Candidate], internal: bool, cluster: &ClusterTags) -
     }
     if by_zone.is_empty() {
         let why = if rejected.is_empty() { "the VPC has no subnets".to_string() } else { rejected.join("; ") };
-        return Err(format!("no suitable subnets for an {} load balancer: {why}", if internal { "internal" } else { "internet-facing" }));
+        return Err(format!(
+            "no suitable subnets for an {} load balancer: {why}",
+            if internal { "internal" } else { "internet-facing" }
+        ));
     }
     Ok(by_zone.values().map(|c| c.id.clone()).collect())
 }
@@ -120,14 +125,22 @@ mod tests {
             c("subnet-f", "us-east-1c", true, &[("kubernetes.io/cluster/other", "owned")]),
         ];
         assert_eq!(choose(&subnets, false, &cluster()).unwrap(), ["subnet-c", "subnet-d"]);
-        assert_eq!(choose(&subnets, true, &cluster()).unwrap(), ["subnet-b", "subnet-e"], "internal: any subnet; internal-elb role, then cluster tag");
+        assert_eq!(
+            choose(&subnets, true, &cluster()).unwrap(),
+            ["subnet-b", "subnet-e"],
+            "internal: any subnet; internal-elb role, then cluster tag"
+        );
     }
 
     #[test]
     fn nothing_suitable_explains_each_rejection() {
         let mut local = c("subnet-l", "us-west-2-lax-1a", true, &[]);
         local.zone_type = "local-zone".into();
-        let subnets = vec![c("subnet-p", "us-east-1a", false, &[]), c("subnet-o", "us-east-1b", true, &[("kubernetes.io/cluster/x", "owned")]), local];
+        let subnets = vec![
+            c("subnet-p", "us-east-1a", false, &[]),
+            c("subnet-o", "us-east-1b", true, &[("kubernetes.io/cluster/x", "owned")]),
+            local,
+        ];
         let err = choose(&subnets, false, &cluster()).unwrap_err();
         assert!(err.contains("subnet-p (us-east-1a): private"), "{err}");
         assert!(err.contains("subnet-o (us-east-1b): tagged for another cluster"), "{err}");

@@ -1,0 +1,338 @@
+//! Classic ELB and NLB from Service annotations: the real binary against the real apiserver and
+//! moto, through the proxy. Every test ends with nothing of the cluster's left in AWS.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ccm_e2e::{FaultRule, SeedOptions, SeededVpc, Service as AwsService, TestCluster};
+use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use support::aws::{WAIT, off_aws_config, register, start, wait_all_initialized};
+use support::{CcmProcess, event_reasons, eventually};
+
+const NLB: (&str, &str) = ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb");
+
+fn service(name: &str, annotations: &[(&str, &str)], ports: &[(i32, &str)]) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            selector: Some([("app".to_string(), name.to_string())].into_iter().collect()),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(port, protocol)| ServicePort {
+                        name: Some(format!("p{port}")),
+                        port: *port,
+                        protocol: Some(protocol.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+struct Ground {
+    cluster: TestCluster,
+    vpc: SeededVpc,
+    client: kube::Client,
+    ccm: CcmProcess,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn ground(name: &str, instances: usize, extra_config: &str) -> Result<Ground> {
+    let serial = support::serial().await;
+    let cluster = TestCluster::new(name).await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(instances)).await?;
+    let names = register(&client, &vpc).await?;
+    let config = format!("{}{extra_config}", off_aws_config(&cluster, &vpc));
+    let ccm =
+        start(&cluster, &config, None, &["--controllers=service,cloud-node", "--load-balancer-resync-period=3s"])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+    Ok(Ground { cluster, vpc, client, ccm, _serial: serial })
+}
+
+impl Ground {
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    async fn hostname(&self, name: &str) -> Result<String> {
+        let services = self.services();
+        eventually("an external hostname", WAIT, || async {
+            let svc = services.get(name).await?;
+            Ok(svc
+                .status
+                .and_then(|s| s.load_balancer)
+                .and_then(|l| l.ingress)
+                .and_then(|i| i.first()?.hostname.clone()))
+        })
+        .await
+        .with_context(|| self.ccm.log_tail())
+    }
+
+    /// Deletes the Service, waits until the finalizer let it go, and checks that nothing of the
+    /// cluster's is left in AWS.
+    async fn delete_and_check(&self, name: &str) -> Result<()> {
+        let services = self.services();
+        services.delete(name, &DeleteParams::default()).await?;
+        eventually("the Service gone", WAIT, || async { Ok(services.get_opt(name).await?.is_none().then_some(())) })
+            .await
+            .with_context(|| self.ccm.log_tail())?;
+        self.cluster.assert_nothing_left().await
+    }
+
+    fn uid_name(svc: &Service) -> String {
+        let uid: String = svc.metadata.uid.clone().unwrap_or_default().chars().filter(|c| *c != '-').collect();
+        format!("a{uid}").chars().take(32).collect()
+    }
+}
+
+#[tokio::test]
+async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()> {
+    let g = ground("clb", 2, "").await?;
+    let created = g.services().create(&PostParams::default(), &service("web", &[], &[(80, "TCP")])).await?;
+    let lb_name = Ground::uid_name(&created);
+    let hostname = g.hostname("web").await?;
+    let creates = g.cluster.proxy.summary();
+    eprintln!("CLB create: {creates:?}");
+
+    let elb = &g.cluster.direct.elb;
+    let described = elb.describe_load_balancers().load_balancer_names(&lb_name).send().await?;
+    let lb = &described.load_balancer_descriptions()[0];
+    assert_eq!(lb.dns_name(), Some(hostname.as_str()));
+    let svc = g.services().get("web").await?;
+    let node_port = svc.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
+    let listener = lb.listener_descriptions()[0].listener().unwrap();
+    assert_eq!((listener.protocol(), listener.load_balancer_port(), listener.instance_port()), ("TCP", 80, node_port));
+    assert_eq!(lb.instances().len(), 2);
+    assert_eq!(lb.health_check().unwrap().target(), format!("TCP:{node_port}"));
+    let public: Vec<&str> = g.vpc.subnets.iter().filter(|s| s.public).map(|s| s.id.as_str()).collect();
+    let mut subnets: Vec<&str> = lb.subnets().iter().map(String::as_str).collect();
+    subnets.sort();
+    let mut expected = public.clone();
+    expected.sort();
+    assert_eq!(subnets, expected, "one public subnet per zone");
+    // Its own security group, upstream's name, exactly the source-range rules plus ICMP 3/4.
+    let groups = g.cluster.direct.ec2.describe_security_groups().group_ids(&lb.security_groups()[0]).send().await?;
+    let group = &groups.security_groups()[0];
+    assert_eq!(group.group_name(), Some(format!("k8s-elb-{lb_name}").as_str()));
+    let mut rules: Vec<(String, i32)> = group
+        .ip_permissions()
+        .iter()
+        .map(|p| (p.ip_protocol().unwrap_or_default().to_string(), p.from_port().unwrap_or_default()))
+        .collect();
+    rules.sort();
+    assert_eq!(rules, [("icmp".to_string(), 3), ("tcp".to_string(), 80)]);
+    // The node group admits the ELB's group.
+    let nodes_group =
+        g.cluster.direct.ec2.describe_security_groups().group_ids(&g.vpc.node_security_group_id).send().await?;
+    let refs: Vec<&str> = nodes_group.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| p.user_id_group_pairs())
+        .filter_map(|p| p.group_id())
+        .collect();
+    assert_eq!(refs, [group.group_id().unwrap()]);
+    let tags = elb.describe_tags().load_balancer_names(&lb_name).send().await?;
+    let keys: Vec<&str> = tags.tag_descriptions()[0].tags().iter().map(|t| t.key()).collect();
+    assert!(keys.contains(&g.cluster.cluster_tag_key().as_str()) && keys.contains(&"kubernetes.io/service-name"));
+
+    // Excluding a Node removes its instance.
+    let nodes: Api<Node> = Api::all(g.client.clone());
+    let exclude = serde_json::json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}});
+    nodes.patch(&g.vpc.instances[0].private_dns, &PatchParams::default(), &Patch::Merge(&exclude)).await?;
+    eventually("instance deregistered", WAIT, || async {
+        let d = elb.describe_load_balancers().load_balancer_names(&lb_name).send().await?;
+        let ids: Vec<String> = d.load_balancer_descriptions()[0]
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(String::from))
+            .collect();
+        Ok((ids == [g.vpc.instances[1].id.clone()]).then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail())?;
+
+    // Steady state: re-ensured every 3 s, without a single mutating call.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    g.cluster.proxy.reset_calls();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let steady = g.cluster.proxy.summary();
+    eprintln!("CLB steady state (7 s, resync every 3 s): {steady:?}");
+    assert!(g.cluster.proxy.count(AwsService::Elb, "DescribeLoadBalancers") >= 2, "re-ensured: {steady:?}");
+    assert_eq!(g.cluster.proxy.mutating_calls(), [], "nothing changed, so nothing is written");
+
+    g.cluster.proxy.reset_calls();
+    g.delete_and_check("web").await?;
+    eprintln!("CLB delete: {:?}", g.cluster.proxy.summary());
+    Ok(())
+}
+
+#[tokio::test]
+async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<()> {
+    let g = ground("nlb", 2, "").await?;
+    let mut svc = service("edge", &[NLB], &[(443, "TCP"), (80, "TCP")]);
+    svc.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
+    let created = g.services().create(&PostParams::default(), &svc).await?;
+    let lb_name = Ground::uid_name(&created);
+    g.hostname("edge").await?;
+    eprintln!("NLB create: {:?}", g.cluster.proxy.summary());
+
+    let elbv2 = &g.cluster.direct.elbv2;
+    let lbs = elbv2.describe_load_balancers().names(&lb_name).send().await?;
+    let arn = lbs.load_balancers()[0].load_balancer_arn().unwrap().to_string();
+    let listeners = elbv2.describe_listeners().load_balancer_arn(&arn).send().await?;
+    let mut ports: Vec<i32> = listeners.listeners().iter().filter_map(|l| l.port()).collect();
+    ports.sort();
+    assert_eq!(ports, [80, 443], "one listener per port, none duplicated");
+    let svc = g.services().get("edge").await?;
+    let spec = svc.spec.clone().unwrap();
+    let hc_port = spec.health_check_node_port.unwrap();
+    let tgs = elbv2.describe_target_groups().load_balancer_arn(&arn).send().await?;
+    assert_eq!(tgs.target_groups().len(), 2);
+    for tg in tgs.target_groups() {
+        assert!(tg.target_group_name().unwrap().starts_with("k8s-default-edge-"));
+        assert_eq!(tg.health_check_protocol().map(|p| p.as_str()), Some("HTTP"));
+        assert_eq!(tg.health_check_path(), Some("/healthz"));
+        assert_eq!(tg.health_check_port(), Some(hc_port.to_string().as_str()));
+        let health = elbv2.describe_target_health().target_group_arn(tg.target_group_arn().unwrap()).send().await?;
+        assert_eq!(health.target_health_descriptions().len(), 2, "both instances on the node port");
+    }
+    // Node rules carry upstream's markers.
+    let nodes_group =
+        g.cluster.direct.ec2.describe_security_groups().group_ids(&g.vpc.node_security_group_id).send().await?;
+    let descriptions: Vec<String> = nodes_group.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| p.ip_ranges())
+        .filter_map(|r| r.description().map(String::from))
+        .collect();
+    assert!(descriptions.contains(&format!("kubernetes.io/rule/nlb/client={lb_name}")), "{descriptions:?}");
+    assert!(descriptions.contains(&format!("kubernetes.io/rule/nlb/health={lb_name}")), "{descriptions:?}");
+    assert!(descriptions.contains(&"kubernetes.io/rule/nlb/mtu".to_string()), "{descriptions:?}");
+
+    g.cluster.proxy.reset_calls();
+    g.delete_and_check("edge").await?;
+    eprintln!("NLB delete: {:?}", g.cluster.proxy.summary());
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_annotations_are_reported_together_and_change_nothing() -> Result<()> {
+    let g = ground("invalid", 1, "").await?;
+    g.services().create(&PostParams::default(), &service("good", &[], &[(80, "TCP")])).await?;
+    let hostname = g.hostname("good").await?;
+
+    // Two bad values and one key for the other type: one Warning naming all three; no writes.
+    g.cluster.proxy.reset_calls();
+    let bad = serde_json::json!({"metadata": {"annotations": {
+        "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout": "forever",
+        "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval": "1",
+        "service.beta.kubernetes.io/aws-load-balancer-eip-allocations": "eipalloc-1",
+    }}});
+    g.services().patch("good", &PatchParams::default(), &Patch::Merge(&bad)).await?;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(g.client.clone(), "default");
+    let message = eventually("the Warning", WAIT, || async {
+        let list = events.list(&kube::api::ListParams::default().fields("involvedObject.name=good")).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("SyncLoadBalancerFailed"))
+            .and_then(|e| e.message))
+    })
+    .await?;
+    for needle in [
+        "connection-idle-timeout",
+        "healthcheck-interval",
+        "eip-allocations applies to NLB only",
+        "nothing was changed",
+    ] {
+        assert!(message.contains(needle), "{needle:?} missing in {message}");
+    }
+    // From now on (a sync already running when the annotations changed has finished), every
+    // re-sync stops at the annotations: not a single AWS call.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    g.cluster.proxy.reset_calls();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(g.cluster.proxy.summary(), Default::default(), "invalid annotations: not even a describe");
+    let svc = g.services().get("good").await?;
+    let still = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
+    assert_eq!(still[0].hostname.as_deref(), Some(hostname.as_str()), "the existing LB keeps serving");
+    g.delete_and_check("good").await
+}
+
+#[tokio::test]
+async fn unknown_keys_warn_but_the_load_balancer_works() -> Result<()> {
+    let g = ground("unknown", 1, "").await?;
+    let annotations = [("service.beta.kubernetes.io/aws-load-balancer-target-type", "ip")];
+    g.services().create(&PostParams::default(), &service("migrating", &annotations, &[(80, "TCP")])).await?;
+    g.hostname("migrating").await?;
+    let reasons = eventually("the Warning", WAIT, || async {
+        let reasons = event_reasons(&g.client, "default", "migrating").await?;
+        Ok(reasons.iter().any(|(_, r)| r == "UnsupportedAnnotation").then_some(reasons))
+    })
+    .await?;
+    assert!(reasons.contains(&("Warning".to_string(), "UnsupportedAnnotation".to_string())), "{reasons:?}");
+    g.delete_and_check("migrating").await
+}
+
+#[tokio::test]
+async fn changing_the_type_replaces_the_load_balancer_completely() -> Result<()> {
+    let g = ground("typechange", 1, "").await?;
+    let created = g.services().create(&PostParams::default(), &service("flip", &[], &[(80, "TCP")])).await?;
+    let lb_name = Ground::uid_name(&created);
+    g.hostname("flip").await?;
+    let to_nlb = serde_json::json!({"metadata": {"annotations": {NLB.0: NLB.1}}});
+    g.services().patch("flip", &PatchParams::default(), &Patch::Merge(&to_nlb)).await?;
+    eventually("the NLB", WAIT, || async {
+        let found = g.cluster.direct.elbv2.describe_load_balancers().names(&lb_name).send().await.is_ok();
+        Ok(found.then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail())?;
+    let classic = g.cluster.direct.elb.describe_load_balancers().load_balancer_names(&lb_name).send().await;
+    assert!(classic.is_err(), "the Classic ELB is gone");
+    let groups = g.cluster.leftovers().await?.security_groups;
+    assert!(groups.is_empty(), "its security group too: {groups:?}");
+
+    // LoadBalancer → ClusterIP removes the NLB completely (upstream leaks it).
+    let to_cluster_ip = serde_json::json!({"spec": {"type": "ClusterIP", "ports": [{"name": "p80", "port": 80, "protocol": "TCP", "nodePort": null}]}});
+    g.services().patch("flip", &PatchParams::default(), &Patch::Merge(&to_cluster_ip)).await?;
+    eventually("nothing left after ClusterIP", WAIT, || async {
+        Ok(g.cluster.leftovers().await?.is_empty().then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail())?;
+    g.delete_and_check("flip").await
+}
+
+#[tokio::test]
+async fn a_fault_halfway_through_deletion_still_leaves_nothing() -> Result<()> {
+    let g = ground("delfault", 1, "").await?;
+    g.services().create(&PostParams::default(), &service("fragile", &[], &[(80, "TCP")])).await?;
+    g.hostname("fragile").await?;
+    // The ELB deletion succeeds, then deleting its security group fails twice.
+    g.cluster
+        .proxy
+        .inject(FaultRule::server_error(500).on_service(AwsService::Ec2).on_action("DeleteSecurityGroup").times(2));
+    g.cluster
+        .proxy
+        .inject(FaultRule::throttle().on_service(AwsService::Ec2).on_action("RevokeSecurityGroupIngress").times(1));
+    g.delete_and_check("fragile").await?;
+    assert!(g.cluster.proxy.count_faulted(AwsService::Ec2, "DeleteSecurityGroup") >= 1, "the fault was injected");
+    Ok(())
+}
