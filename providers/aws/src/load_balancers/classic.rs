@@ -18,7 +18,7 @@ use super::{AwsLoadBalancers, names};
 use crate::errors::AwsError;
 
 /// Every ELB (classic) operation this module calls.
-pub const OPERATIONS: [&str; 18] = [
+pub const OPERATIONS: [&str; 19] = [
     "DescribeLoadBalancers",
     "DescribeTags",
     "CreateLoadBalancer",
@@ -37,6 +37,7 @@ pub const OPERATIONS: [&str; 18] = [
     "DescribeLoadBalancerPolicies",
     "CreateLoadBalancerPolicy",
     "SetLoadBalancerPoliciesForBackendServer",
+    "SetLoadBalancerPoliciesOfListener",
 ];
 
 const PROXY_POLICY: &str = "k8s-proxyprotocol-enabled";
@@ -181,6 +182,7 @@ impl AwsLoadBalancers {
         };
         self.classic_tags(&name, cfg).await?;
         self.classic_proxy_protocol(&name, &lb, cfg).await?;
+        self.classic_ssl_policy(&name, &lb, cfg).await?;
         self.classic_attributes(&name, cfg).await?;
         let health = self.classic_health_check(cfg);
         if lb.health_check() != Some(&health) {
@@ -310,6 +312,52 @@ impl AwsLoadBalancers {
                     .instance_port(port.node_port.into())
                     .set_policy_names(Some(want));
                 self.calls.run("aws/elb.SetLoadBalancerPoliciesForBackendServer", r.send()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `ssl-negotiation-policy`: upstream's `k8s-SSLNegotiationPolicy-<name>` policy on every
+    /// SSL/HTTPS listener.
+    async fn classic_ssl_policy(
+        &self,
+        name: &str,
+        lb: &LoadBalancerDescription,
+        cfg: &LbConfig,
+    ) -> Result<(), CloudError> {
+        let Some(reference) = &cfg.ssl_negotiation_policy else { return Ok(()) };
+        let policy = format!("k8s-SSLNegotiationPolicy-{reference}");
+        let exists = lb.policies().is_some_and(|p| p.other_policies().iter().any(|x| *x == policy));
+        if !exists {
+            let r = self
+                .elb
+                .create_load_balancer_policy()
+                .load_balancer_name(name)
+                .policy_name(&policy)
+                .policy_type_name("SSLNegotiationPolicyType")
+                .policy_attributes(
+                    PolicyAttribute::builder()
+                        .attribute_name("Reference-Security-Policy")
+                        .attribute_value(reference)
+                        .build(),
+                );
+            self.calls.run("aws/elb.CreateLoadBalancerPolicy", r.send()).await?;
+        }
+        for port in cfg.ports.iter().filter(|p| cfg.is_ssl_port(p)) {
+            let current: Vec<&str> = lb
+                .listener_descriptions()
+                .iter()
+                .find(|d| d.listener().is_some_and(|l| l.load_balancer_port() == i32::from(port.port)))
+                .map(|d| d.policy_names().iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            if current != [policy.as_str()] {
+                let r = self
+                    .elb
+                    .set_load_balancer_policies_of_listener()
+                    .load_balancer_name(name)
+                    .load_balancer_port(port.port.into())
+                    .policy_names(&policy);
+                self.calls.run("aws/elb.SetLoadBalancerPoliciesOfListener", r.send()).await?;
             }
         }
         Ok(())

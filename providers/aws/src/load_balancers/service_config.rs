@@ -434,3 +434,207 @@ impl LbConfig {
         format!("{}/{}", self.namespace, self.name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloud_provider::ServicePort;
+
+    fn service(annotations: &[(&str, &str)]) -> ServiceInfo {
+        ServiceInfo {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u-1".into(),
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ports: vec![ServicePort {
+                name: Some("https".into()),
+                protocol: Protocol::Tcp,
+                port: 443,
+                node_port: 30443,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn ok(annotations: &[(&str, &str)]) -> LbConfig {
+        match parse(&service(annotations)) {
+            Parsed::Ok { config, .. } => *config,
+            other => panic!("{annotations:?}: {other:?}"),
+        }
+    }
+
+    fn errors(annotations: &[(&str, &str)]) -> Vec<String> {
+        match parse(&service(annotations)) {
+            Parsed::Invalid(errors) => errors,
+            other => panic!("{annotations:?} should be invalid: {other:?}"),
+        }
+    }
+
+    const NLB: (&str, &str) = (a::TYPE, "nlb");
+
+    #[test]
+    fn absent_annotations_give_upstream_defaults() {
+        let c = ok(&[]);
+        assert_eq!(c.kind, Kind::Classic);
+        assert!(!c.internal && !c.cross_zone && !c.proxy_protocol && !c.access_log_enabled && !c.draining_enabled);
+        assert_eq!((c.idle_timeout, c.draining_timeout, c.access_log_interval), (60, 300, 60));
+        assert_eq!(c.source_ranges, ["0.0.0.0/0"]);
+        assert_eq!(c.health, HealthOverrides::default());
+        assert!(c.subnets.is_none() && c.security_groups.is_empty() && c.additional_tags.is_empty());
+    }
+
+    #[test]
+    fn each_key_valid() {
+        assert_eq!(ok(&[NLB]).kind, Kind::Nlb);
+        assert!(matches!(parse(&service(&[(a::TYPE, "nlb-ip")])), Parsed::Elsewhere));
+        assert!(matches!(parse(&service(&[(a::TYPE, "external")])), Parsed::Elsewhere));
+        assert!(ok(&[(a::INTERNAL, "true")]).internal);
+        assert!(ok(&[(a::INTERNAL, "0.0.0.0/0")]).internal, "upstream: any value but false");
+        assert!(!ok(&[(a::INTERNAL, "false")]).internal);
+        assert_eq!(ok(&[(a::SUBNETS, "subnet-1, my-subnet")]).subnets.unwrap(), ["subnet-1", "my-subnet"]);
+        assert_eq!(ok(&[(a::SECURITY_GROUPS, "sg-1,sg-2")]).security_groups, ["sg-1", "sg-2"]);
+        assert_eq!(ok(&[(a::EXTRA_SECURITY_GROUPS, "sg-3")]).extra_security_groups, ["sg-3"]);
+        let tags = ok(&[(a::ADDITIONAL_RESOURCE_TAGS, "team=a, env=, solo")]).additional_tags;
+        assert_eq!(tags.get("team").map(String::as_str), Some("a"));
+        assert_eq!(tags.get("env").map(String::as_str), Some(""));
+        assert_eq!(tags.get("solo").map(String::as_str), Some(""));
+        let tls = ok(&[(a::SSL_CERT, "arn:aws:acm:us-east-1:1:certificate/x"), (a::SSL_PORTS, "https")]);
+        assert!(tls.is_ssl_port(&tls.ports[0]));
+        assert!(ok(&[(a::SSL_CERT, "arn:aws:acm:x"), (a::SSL_PORTS, "*")]).ssl_ports.is_none());
+        assert_eq!(
+            ok(&[(a::SSL_NEGOTIATION_POLICY, "ELBSecurityPolicy-TLS-1-2-2017-01")]).ssl_negotiation_policy.as_deref(),
+            Some("ELBSecurityPolicy-TLS-1-2-2017-01")
+        );
+        assert_eq!(ok(&[(a::BACKEND_PROTOCOL, "HTTP")]).backend_protocol, Some(BackendProtocol::Http));
+        assert!(ok(&[(a::PROXY_PROTOCOL, "*")]).proxy_protocol);
+        let logs = ok(&[
+            (a::ACCESS_LOG_ENABLED, "true"),
+            (a::ACCESS_LOG_S3_BUCKET_NAME, "b"),
+            (a::ACCESS_LOG_S3_BUCKET_PREFIX, "p"),
+            (a::ACCESS_LOG_EMIT_INTERVAL, "5"),
+        ]);
+        assert!(logs.access_log_enabled);
+        assert_eq!(
+            (logs.access_log_interval, logs.access_log_bucket.as_deref(), logs.access_log_prefix.as_deref()),
+            (5, Some("b"), Some("p"))
+        );
+        let drain = ok(&[
+            (a::CONNECTION_DRAINING_ENABLED, "true"),
+            (a::CONNECTION_DRAINING_TIMEOUT, "30"),
+            (a::CONNECTION_IDLE_TIMEOUT, "120"),
+        ]);
+        assert_eq!((drain.draining_enabled, drain.draining_timeout, drain.idle_timeout), (true, 30, 120));
+        assert!(ok(&[(a::CROSS_ZONE, "true")]).cross_zone);
+        let hc = ok(&[
+            (a::HEALTHCHECK_PROTOCOL, "http"),
+            (a::HEALTHCHECK_PORT, "8080"),
+            (a::HEALTHCHECK_PATH, "/ready"),
+            (a::HEALTHCHECK_HEALTHY_THRESHOLD, "3"),
+            (a::HEALTHCHECK_UNHEALTHY_THRESHOLD, "4"),
+            (a::HEALTHCHECK_INTERVAL, "15"),
+            (a::HEALTHCHECK_TIMEOUT, "6"),
+        ])
+        .health;
+        assert_eq!(hc.protocol.as_deref(), Some("HTTP"));
+        assert_eq!(hc.port, Some(HealthPort::Port(8080)));
+        assert_eq!((hc.healthy, hc.unhealthy, hc.interval, hc.timeout), (Some(3), Some(4), Some(15), Some(6)));
+        assert_eq!(ok(&[(a::HEALTHCHECK_PORT, "traffic-port")]).health.port, Some(HealthPort::TrafficPort));
+        assert_eq!(ok(&[(a::TARGET_NODE_LABELS, "pool=edge,gpu")]).target_node_labels.len(), 2);
+        let attrs =
+            ok(&[NLB, (a::TARGET_GROUP_ATTRIBUTES, "preserve_client_ip.enabled=true,proxy_protocol_v2.enabled=false")]);
+        assert_eq!(attrs.target_group_attributes.get("proxy_protocol_v2.enabled"), Some(&false));
+        assert_eq!(ok(&[NLB, (a::EIP_ALLOCATIONS, "eipalloc-1,eipalloc-2")]).eip_allocations.len(), 2);
+        assert_eq!(
+            ok(&[NLB, (a::INTERNAL, "true"), (a::PRIVATE_IPV4_ADDRESSES, "10.0.0.5")]).private_ipv4_addresses,
+            ["10.0.0.5"]
+        );
+        assert_eq!(
+            ok(&[(a::SOURCE_RANGES, "10.0.0.0/8, 192.168.1.0/24")]).source_ranges,
+            ["10.0.0.0/8", "192.168.1.0/24"]
+        );
+    }
+
+    #[test]
+    fn each_key_invalid() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[(a::SECURITY_GROUPS, "default")], "is not a sg-"),
+            (&[(a::EXTRA_SECURITY_GROUPS, "web")], "is not a sg-"),
+            (&[(a::SSL_CERT, "my-cert")], "is not an ARN"),
+            (&[(a::SSL_CERT, "arn:x"), (a::SSL_PORTS, "8443")], "is not a port of this Service"),
+            (&[(a::BACKEND_PROTOCOL, "grpc")], "is not tcp, ssl, http or https"),
+            (&[(a::PROXY_PROTOCOL, "80")], "only `*`"),
+            (&[(a::ACCESS_LOG_ENABLED, "yes please")], "is not true or false"),
+            (&[(a::ACCESS_LOG_ENABLED, "true")], "is missing"),
+            (&[(a::ACCESS_LOG_EMIT_INTERVAL, "10")], "is not 5 or 60"),
+            (&[(a::CONNECTION_DRAINING_ENABLED, "maybe")], "is not true or false"),
+            (&[(a::CONNECTION_DRAINING_TIMEOUT, "0")], "from 1 to 3600"),
+            (&[(a::CONNECTION_IDLE_TIMEOUT, "forever")], "from 1 to 4000"),
+            (&[(a::CROSS_ZONE, "sometimes")], "is not true or false"),
+            (&[(a::HEALTHCHECK_PROTOCOL, "UDP")], "is not one of"),
+            (&[(a::HEALTHCHECK_PORT, "http")], "traffic-port or a port"),
+            (&[(a::HEALTHCHECK_PATH, "healthz")], "must start with /"),
+            (&[(a::HEALTHCHECK_HEALTHY_THRESHOLD, "1")], "from 2 to 10"),
+            (&[(a::HEALTHCHECK_UNHEALTHY_THRESHOLD, "11")], "from 2 to 10"),
+            (&[(a::HEALTHCHECK_INTERVAL, "1")], "from 5 to 300"),
+            (&[(a::HEALTHCHECK_TIMEOUT, "1")], "from 2 to 120"),
+            (&[(a::HEALTHCHECK_TIMEOUT, "20"), (a::HEALTHCHECK_INTERVAL, "10")], "must be less than"),
+            (&[(a::TARGET_GROUP_ATTRIBUTES, "proxy_protocol_v2.enabled=true")], "applies to NLB only"),
+            (&[NLB, (a::TARGET_GROUP_ATTRIBUTES, "stickiness.enabled=true")], "is not supported"),
+            (&[NLB, (a::TARGET_GROUP_ATTRIBUTES, "proxy_protocol_v2.enabled=on")], "is not true or false"),
+            (&[NLB, (a::EIP_ALLOCATIONS, "10.0.0.1")], "is not a eipalloc-"),
+            (&[NLB, (a::EIP_ALLOCATIONS, "eipalloc-1"), (a::INTERNAL, "true")], "needs an internet-facing NLB"),
+            (&[NLB, (a::PRIVATE_IPV4_ADDRESSES, "10.0.0.1")], "needs an internal NLB"),
+            (&[NLB, (a::INTERNAL, "true"), (a::PRIVATE_IPV4_ADDRESSES, "ten")], "is not an IPv4 address"),
+            (&[NLB, (a::EXTRA_SECURITY_GROUPS, "sg-1")], "applies to CLB only"),
+            (&[NLB, (a::PROXY_PROTOCOL, "*")], "applies to CLB only"),
+            (&[NLB, (a::CONNECTION_IDLE_TIMEOUT, "60")], "applies to CLB only"),
+            (&[NLB, (a::BACKEND_PROTOCOL, "http")], "only tcp or ssl"),
+            (&[(a::EIP_ALLOCATIONS, "eipalloc-1")], "applies to NLB only"),
+            (&[(a::SOURCE_RANGES, "10.0.0.0/33")], "is not an IPv4 CIDR"),
+            (&[(a::SOURCE_RANGES, "2001:db8::/32")], "is not an IPv4 CIDR"),
+        ];
+        for (annotations, needle) in cases {
+            let errs = errors(annotations);
+            assert!(errs.iter().any(|e| e.contains(needle)), "{annotations:?}: {needle:?} not in {errs:?}");
+        }
+    }
+
+    #[test]
+    fn all_problems_together_and_unknown_keys_only_warn() {
+        let errs = errors(&[(a::CROSS_ZONE, "x"), (a::HEALTHCHECK_INTERVAL, "1"), (a::EIP_ALLOCATIONS, "eipalloc-1")]);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        match parse(&service(&[
+            ("service.beta.kubernetes.io/aws-load-balancer-scheme", "internal"),
+            ("example.com/other", "x"),
+        ])) {
+            Parsed::Ok { warnings, .. } => {
+                assert_eq!(warnings.len(), 1, "only aws-load-balancer-* keys are reported: {warnings:?}");
+                assert!(warnings[0].contains("aws-load-balancer-scheme"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn spec_rejections() {
+        let mut svc = service(&[]);
+        svc.session_affinity_client_ip = true;
+        svc.load_balancer_ip = Some("1.2.3.4".into());
+        svc.ports.push(ServicePort { name: None, protocol: Protocol::Udp, port: 53, node_port: 30053 });
+        svc.ports.push(ServicePort { name: None, protocol: Protocol::Tcp, port: 81, node_port: 0 });
+        let Parsed::Invalid(errs) = parse(&svc) else { panic!("invalid") };
+        for needle in [
+            "sessionAffinity",
+            "loadBalancerIP",
+            "different protocols",
+            "UDP is not supported by a Classic ELB",
+            "no nodePort",
+        ] {
+            assert!(errs.iter().any(|e| e.contains(needle)), "{needle}: {errs:?}");
+        }
+        let mut spec_ranges = service(&[(a::SOURCE_RANGES, "10.0.0.0/8")]);
+        spec_ranges.source_ranges = vec!["192.168.0.0/16".into()];
+        let Parsed::Ok { config, .. } = parse(&spec_ranges) else { panic!() };
+        assert_eq!(config.source_ranges, ["192.168.0.0/16"], "the spec wins");
+    }
+}
