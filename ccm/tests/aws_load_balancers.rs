@@ -101,6 +101,17 @@ impl Ground {
     }
 }
 
+/// The AWS call budget of one operation (the numbers are in docs/load-balancers.md).
+fn assert_budget(what: &str, g: &Ground, total: usize, mutating: usize) {
+    let calls = g.cluster.proxy.calls().len();
+    let writes = g.cluster.proxy.mutating_calls().len();
+    assert!(
+        calls <= total && writes <= mutating,
+        "{what}: {calls} calls ({writes} mutating), budget {total} ({mutating}): {:?}",
+        g.cluster.proxy.summary()
+    );
+}
+
 #[tokio::test]
 async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()> {
     let g = ground("clb", 2, "").await?;
@@ -109,6 +120,7 @@ async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()>
     let hostname = g.hostname("web").await?;
     let creates = g.cluster.proxy.summary();
     eprintln!("CLB create: {creates:?}");
+    assert_budget("CLB create", &g, 30, 8);
 
     let elb = &g.cluster.direct.elb;
     let described = elb.describe_load_balancers().load_balancer_names(&lb_name).send().await?;
@@ -179,6 +191,7 @@ async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()>
     g.cluster.proxy.reset_calls();
     g.delete_and_check("web").await?;
     eprintln!("CLB delete: {:?}", g.cluster.proxy.summary());
+    assert_budget("CLB delete", &g, 20, 4);
     Ok(())
 }
 
@@ -191,6 +204,7 @@ async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<
     let lb_name = Ground::uid_name(&created);
     g.hostname("edge").await?;
     eprintln!("NLB create: {:?}", g.cluster.proxy.summary());
+    assert_budget("NLB create (2 ports)", &g, 32, 10);
 
     let elbv2 = &g.cluster.direct.elbv2;
     let lbs = elbv2.describe_load_balancers().names(&lb_name).send().await?;
@@ -225,9 +239,18 @@ async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<
     assert!(descriptions.contains(&format!("kubernetes.io/rule/nlb/health={lb_name}")), "{descriptions:?}");
     assert!(descriptions.contains(&"kubernetes.io/rule/nlb/mtu".to_string()), "{descriptions:?}");
 
+    // Steady state: re-ensured every 3 s without a mutating call.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    g.cluster.proxy.reset_calls();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    eprintln!("NLB steady state (7 s, resync every 3 s): {:?}", g.cluster.proxy.summary());
+    assert!(g.cluster.proxy.count(AwsService::Elbv2, "DescribeLoadBalancers") >= 2, "re-ensured");
+    assert_eq!(g.cluster.proxy.mutating_calls(), [], "nothing changed, so nothing is written");
+
     g.cluster.proxy.reset_calls();
     g.delete_and_check("edge").await?;
     eprintln!("NLB delete: {:?}", g.cluster.proxy.summary());
+    assert_budget("NLB delete (2 ports)", &g, 20, 6);
     Ok(())
 }
 

@@ -486,6 +486,13 @@ impl AwsLoadBalancers {
         for group in &owned {
             self.revoke_references_to(group.group_id().unwrap_or_default()).await?;
         }
+        // A group the user gave (not ours to delete) still loses the node rules we added for it.
+        if let Some(primary) = lb.as_ref().and_then(|lb| lb.security_groups().first())
+            && !owned.iter().any(|g| g.group_id() == Some(primary.as_str()))
+            && !self.settings.disable_security_group_ingress
+        {
+            self.ensure_node_group_references(primary, &[]).await?;
+        }
         if lb.is_some() {
             let r = self.elb.delete_load_balancer().load_balancer_name(&name);
             self.calls.run("aws/elb.DeleteLoadBalancer", r.send()).await?;
