@@ -359,3 +359,120 @@ async fn a_fault_halfway_through_deletion_still_leaves_nothing() -> Result<()> {
     assert!(g.cluster.proxy.count_faulted(AwsService::Ec2, "DeleteSecurityGroup") >= 1, "the fault was injected");
     Ok(())
 }
+
+/// A Classic ELB made the way upstream makes it (names, tags, security group, rules, listener,
+/// health check, registered instances) is adopted without a single mutating AWS call.
+#[tokio::test]
+async fn an_upstream_classic_elb_is_adopted_untouched() -> Result<()> {
+    use aws_sdk_elasticloadbalancing::types::{HealthCheck, Instance as ElbInstance, Listener, Tag};
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("adopt").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(2)).await?;
+    let names = register(&client, &vpc).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = services.create(&PostParams::default(), &service("legacy", &[], &[(80, "TCP")])).await?;
+    let lb_name = Ground::uid_name(&svc);
+    let node_port = svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap();
+
+    // What upstream would have left in AWS for this Service.
+    let ec2 = &cluster.direct.ec2;
+    let owned = aws_sdk_ec2::types::Tag::builder().key(cluster.cluster_tag_key()).value("owned").build();
+    let sg = ec2
+        .create_security_group()
+        .group_name(format!("k8s-elb-{lb_name}"))
+        .description(format!("Security group for Kubernetes ELB {lb_name} (default/legacy)"))
+        .vpc_id(&vpc.vpc_id)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
+                .tags(owned)
+                .build(),
+        )
+        .send()
+        .await?
+        .group_id()
+        .unwrap()
+        .to_string();
+    let cidr = |from: i32, to: i32, proto: &str| {
+        aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol(proto)
+            .from_port(from)
+            .to_port(to)
+            .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build()
+    };
+    ec2.authorize_security_group_ingress()
+        .group_id(&sg)
+        .ip_permissions(cidr(80, 80, "tcp"))
+        .ip_permissions(cidr(3, 4, "icmp"))
+        .send()
+        .await?;
+    let from_lb = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("-1")
+        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&sg).build())
+        .build();
+    ec2.authorize_security_group_ingress().group_id(&vpc.node_security_group_id).ip_permissions(from_lb).send().await?;
+    let mut public: Vec<String> = vec![
+        vpc.subnets.iter().find(|s| s.public && s.role_tag.is_some()).unwrap().id.clone(),
+        vpc.subnets.iter().find(|s| s.public && s.role_tag.is_none()).unwrap().id.clone(),
+    ];
+    public.sort();
+    let elb = &cluster.direct.elb;
+    elb.create_load_balancer()
+        .load_balancer_name(&lb_name)
+        .listeners(
+            Listener::builder()
+                .protocol("TCP")
+                .load_balancer_port(80)
+                .instance_protocol("TCP")
+                .instance_port(node_port)
+                .build()?,
+        )
+        .set_subnets(Some(public))
+        .security_groups(&sg)
+        .tags(Tag::builder().key(cluster.cluster_tag_key()).value("owned").build()?)
+        .tags(Tag::builder().key("kubernetes.io/service-name").value("default/legacy").build()?)
+        .send()
+        .await?;
+    elb.configure_health_check()
+        .load_balancer_name(&lb_name)
+        .health_check(
+            HealthCheck::builder()
+                .target(format!("TCP:{node_port}"))
+                .interval(10)
+                .timeout(5)
+                .unhealthy_threshold(6)
+                .healthy_threshold(2)
+                .build()?,
+        )
+        .send()
+        .await?;
+    let instances: Vec<ElbInstance> =
+        vpc.instances.iter().map(|i| ElbInstance::builder().instance_id(&i.id).build()).collect();
+    elb.register_instances_with_load_balancer()
+        .load_balancer_name(&lb_name)
+        .set_instances(Some(instances))
+        .send()
+        .await?;
+
+    // Now this controller takes over.
+    let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), None, &["--controllers=service,cloud-node"])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+    eventually("the Service's hostname", WAIT, || async {
+        let svc = services.get("legacy").await?;
+        Ok(svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).and_then(|i| i.first()?.hostname.clone()))
+    })
+    .await
+    .with_context(|| ccm.log_tail())?;
+    let writes: Vec<String> =
+        cluster.proxy.mutating_calls().iter().map(|c| format!("{}/{}", c.service, c.action)).collect();
+    eprintln!("adoption: {:?}", cluster.proxy.summary());
+    assert_eq!(writes, Vec::<String>::new(), "an upstream-made load balancer is adopted as it is");
+
+    services.delete("legacy", &DeleteParams::default()).await?;
+    eventually("the Service gone", WAIT, || async { Ok(services.get_opt("legacy").await?.is_none().then_some(())) })
+        .await?;
+    cluster.assert_nothing_left().await
+}

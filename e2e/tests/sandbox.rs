@@ -19,6 +19,50 @@ fn sandbox_initializes_nodes_and_provisions_the_example_service() {
 }
 
 #[test]
+fn sandbox_default_gives_the_example_service_a_classic_elb_on_moto() {
+    if std::env::var_os("E2E_AWS_ENDPOINT").is_some() {
+        eprintln!("SKIPPED: the sandbox test starts its own moto");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["--until-ready", "120"])
+        .output()
+        .expect("running the sandbox");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sandbox failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ready (every Node initialized, every Node routed, the Service has a load balancer)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("aws/elb/a"), "the Classic ELB as AWS has it:\n{stdout}");
+    assert!(stdout.contains("listeners=[TCP:80→"), "{stdout}");
+    assert!(stdout.contains("EnsuredLoadBalancer"), "{stdout}");
+    assert!(stdout.contains("elb/CreateLoadBalancer"), "{stdout}");
+    assert!(stdout.contains("load balancers left in AWS: 0"), "deleting the Service leaves nothing:\n{stdout}");
+}
+
+#[test]
+fn sandbox_gives_the_nlb_example_a_network_load_balancer_and_removes_it() {
+    if std::env::var_os("E2E_AWS_ENDPOINT").is_some() {
+        eprintln!("SKIPPED: the sandbox test starts its own moto");
+        return;
+    }
+    let manifest = ccm_e2e::repo_root().join("manifests/examples/service-nlb.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["--until-ready", "120", "--service"])
+        .arg(manifest)
+        .output()
+        .expect("running the sandbox");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sandbox failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("aws/elbv2/a"), "the NLB as AWS has it:\n{stdout}");
+    assert!(stdout.contains("elbv2/CreateTargetGroup"), "{stdout}");
+    assert!(stdout.contains("load balancers left in AWS: 0"), "{stdout}");
+}
+
+#[test]
 fn sandbox_with_aws_initializes_nodes_from_ec2_and_routes_them() {
     if std::env::var_os("E2E_AWS_ENDPOINT").is_some() {
         eprintln!("SKIPPED: the sandbox test starts its own moto");

@@ -32,7 +32,7 @@ fn usage() -> ! {
 
 fn parse_options() -> Options {
     let mut options = Options {
-        provider: "fake".into(),
+        provider: "aws".into(),
         nodes: 3,
         service: Some(ccm_e2e::repo_root().join("manifests/examples/service-clb.yaml")),
         until_ready: None,
@@ -171,6 +171,9 @@ async fn main() -> Result<()> {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+    if let Some(path) = &options.service {
+        delete_service(&client, path, aws.as_ref()).await?;
+    }
     println!("==> stopping cloud-controller-manager and the apiserver");
     drop(ccm);
     if let Some(aws) = &aws {
@@ -188,6 +191,30 @@ async fn apply_service(client: &kube::Client, path: &std::path::Path) -> Result<
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     services.create(&PostParams::default(), &service).await?;
     println!("==> applied {} ({namespace}/{})", path.display(), service.metadata.name.clone().unwrap_or_default());
+    Ok(())
+}
+
+/// Deletes the example Service and waits for its finalizer to go, i.e. for the load balancer
+/// and all it owns to be deleted; with AWS, shows what is left.
+async fn delete_service(client: &kube::Client, path: &std::path::Path, aws: Option<&AwsSandbox>) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let service: Service = serde_saphyr::from_str(&text)?;
+    let namespace = service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    println!("==> deleting {namespace}/{name}: its finalizer holds it until the load balancer is gone");
+    services.delete(&name, &Default::default()).await?;
+    let started = Instant::now();
+    while services.get_opt(&name).await?.is_some() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("{namespace}/{name} still there after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("    deleted after {:?}", started.elapsed());
+    if let Some(aws) = aws {
+        println!("    load balancers left in AWS: {}", aws.load_balancer_count().await?);
+    }
     Ok(())
 }
 
@@ -239,6 +266,12 @@ impl AwsSandbox {
             // Off-AWS mode asks IMDS nothing; make sure nothing could reach 169.254.169.254.
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
+    }
+
+    async fn load_balancer_count(&self) -> Result<usize> {
+        let classic = self.direct.elb.describe_load_balancers().send().await?.load_balancer_descriptions().len();
+        let v2 = self.direct.elbv2.describe_load_balancers().send().await?.load_balancers().len();
+        Ok(classic + v2)
     }
 
     /// Prints the cluster's routes and load balancers as AWS has them; true once every Node
