@@ -7,11 +7,9 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ccm_e2e::{
-    FaultRule, ImdsStub, NodeRegistration, SeedOptions, SeededVpc, Service, TestCluster, UNINITIALIZED_TAINT,
-};
+use ccm_e2e::{FaultRule, ImdsStub, SeedOptions, Service, TestCluster};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use support::aws::{off_aws_config, register, start, wait_all_initialized};
 use support::{eventually, get_node};
 

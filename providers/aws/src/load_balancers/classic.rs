@@ -327,7 +327,7 @@ impl AwsLoadBalancers {
     ) -> Result<(), CloudError> {
         let Some(reference) = &cfg.ssl_negotiation_policy else { return Ok(()) };
         let policy = format!("k8s-SSLNegotiationPolicy-{reference}");
-        let exists = lb.policies().is_some_and(|p| p.other_policies().iter().any(|x| *x == policy));
+        let exists = lb.policies().is_some_and(|p| p.other_policies().contains(&policy));
         if !exists {
             let r = self
                 .elb

@@ -64,6 +64,33 @@ pub fn target_group_name(key: &TargetGroupKey<'_>) -> String {
     format!("k8s-{}-{}-{}", alnum8(key.namespace), alnum8(key.name), &hash[..10])
 }
 
+/// The managed security group of an NLB (`NLBSecurityGroupMode = Managed`):
+/// `k8s-<ns ≤8>-<name ≤8>-<first 10 hex of sha256(cluster name, name, namespace, UID)>`.
+pub fn nlb_security_group_name(cluster_name: &str, namespace: &str, name: &str, uid: &str) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for part in [cluster_name, name, namespace, uid] {
+        ctx.update(part.as_bytes());
+    }
+    let hash = hex(ctx.finish().as_ref());
+    format!("k8s-{}-{}-{}", alnum8(namespace), alnum8(name), &hash[..10])
+}
+
+pub const NLB_SECURITY_GROUP_DESCRIPTION: &str = "[k8s] Managed SecurityGroup for LoadBalancer";
+
+/// The prefix of every target group of a Service (for finding leftovers).
+pub fn target_group_prefix(namespace: &str, name: &str) -> String {
+    format!("k8s-{}-{}-", alnum8(namespace), alnum8(name))
+}
+
+/// Upstream's markers for the node security-group rules an NLB owns.
+pub fn nlb_client_rule(lb_name: &str) -> String {
+    format!("kubernetes.io/rule/nlb/client={lb_name}")
+}
+pub fn nlb_health_rule(lb_name: &str) -> String {
+    format!("kubernetes.io/rule/nlb/health={lb_name}")
+}
+pub const NLB_MTU_RULE: &str = "kubernetes.io/rule/nlb/mtu";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,30 +126,3 @@ mod tests {
         assert_ne!(name, other, "a new health-check interval means a new target group");
     }
 }
-
-/// The managed security group of an NLB (`NLBSecurityGroupMode = Managed`):
-/// `k8s-<ns ≤8>-<name ≤8>-<first 10 hex of sha256(cluster name, name, namespace, UID)>`.
-pub fn nlb_security_group_name(cluster_name: &str, namespace: &str, name: &str, uid: &str) -> String {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    for part in [cluster_name, name, namespace, uid] {
-        ctx.update(part.as_bytes());
-    }
-    let hash = hex(ctx.finish().as_ref());
-    format!("k8s-{}-{}-{}", alnum8(namespace), alnum8(name), &hash[..10])
-}
-
-pub const NLB_SECURITY_GROUP_DESCRIPTION: &str = "[k8s] Managed SecurityGroup for LoadBalancer";
-
-/// The prefix of every target group of a Service (for finding leftovers).
-pub fn target_group_prefix(namespace: &str, name: &str) -> String {
-    format!("k8s-{}-{}-", alnum8(namespace), alnum8(name))
-}
-
-/// Upstream's markers for the node security-group rules an NLB owns.
-pub fn nlb_client_rule(lb_name: &str) -> String {
-    format!("kubernetes.io/rule/nlb/client={lb_name}")
-}
-pub fn nlb_health_rule(lb_name: &str) -> String {
-    format!("kubernetes.io/rule/nlb/health={lb_name}")
-}
-pub const NLB_MTU_RULE: &str = "kubernetes.io/rule/nlb/mtu";

@@ -165,10 +165,10 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
     for key in ann.keys() {
         match a::find(key) {
             Some(annotation) => {
-                let fits = match (annotation.applies, kind) {
-                    (Applies::Both, _) | (Applies::Classic, Kind::Classic) | (Applies::Nlb, Kind::Nlb) => true,
-                    _ => false,
-                };
+                let fits = matches!(
+                    (annotation.applies, kind),
+                    (Applies::Both, _) | (Applies::Classic, Kind::Classic) | (Applies::Nlb, Kind::Nlb)
+                );
                 if !fits {
                     errors.push(format!(
                         "{key} applies to {} only, not to this {}",
