@@ -95,6 +95,23 @@ impl Ground {
         self.cluster.assert_nothing_left().await
     }
 
+    /// Deletes "fragile" and runs `meanwhile` while the deletion is under way.
+    async fn delete_and_check_with<F, Fut>(&self, meanwhile: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let services = self.services();
+        services.delete("fragile", &DeleteParams::default()).await?;
+        meanwhile().await?;
+        eventually("the Service gone", WAIT, || async {
+            Ok(services.get_opt("fragile").await?.is_none().then_some(()))
+        })
+        .await
+        .with_context(|| self.ccm.log_tail())?;
+        Ok(())
+    }
+
     fn uid_name(svc: &Service) -> String {
         let uid: String = svc.metadata.uid.clone().unwrap_or_default().chars().filter(|c| *c != '-').collect();
         format!("a{uid}").chars().take(32).collect()
@@ -348,16 +365,24 @@ async fn a_fault_halfway_through_deletion_still_leaves_nothing() -> Result<()> {
     let g = ground("delfault", 1, "").await?;
     g.services().create(&PostParams::default(), &service("fragile", &[], &[(80, "TCP")])).await?;
     g.hostname("fragile").await?;
-    // The ELB deletion succeeds, then deleting its security group fails twice.
+    // The ELB deletion succeeds, then its security group is "still in use" once (AWS's
+    // DependencyViolation, which moto never sends) and fails with a 500 once.
+    g.cluster.proxy.inject(FaultRule::error(400, "DependencyViolation").on_action("DeleteSecurityGroup").times(1));
     g.cluster
         .proxy
-        .inject(FaultRule::server_error(500).on_service(AwsService::Ec2).on_action("DeleteSecurityGroup").times(2));
+        .inject(FaultRule::server_error(500).on_service(AwsService::Ec2).on_action("DeleteSecurityGroup").times(1));
     g.cluster
         .proxy
         .inject(FaultRule::throttle().on_service(AwsService::Ec2).on_action("RevokeSecurityGroupIngress").times(1));
-    g.delete_and_check("fragile").await?;
-    assert!(g.cluster.proxy.count_faulted(AwsService::Ec2, "DeleteSecurityGroup") >= 1, "the fault was injected");
-    Ok(())
+    // Meanwhile another Service is served: the waiting delete holds no worker.
+    g.delete_and_check_with(|| async {
+        g.services().create(&PostParams::default(), &service("meanwhile", &[], &[(80, "TCP")])).await?;
+        g.hostname("meanwhile").await?;
+        Ok(())
+    })
+    .await?;
+    assert_eq!(g.cluster.proxy.count_faulted(AwsService::Ec2, "DeleteSecurityGroup"), 2, "both faults were injected");
+    g.delete_and_check("meanwhile").await
 }
 
 /// A Classic ELB made the way upstream makes it (names, tags, security group, rules, listener,
@@ -475,4 +500,106 @@ async fn an_upstream_classic_elb_is_adopted_untouched() -> Result<()> {
     eventually("the Service gone", WAIT, || async { Ok(services.get_opt("legacy").await?.is_none().then_some(())) })
         .await?;
     cluster.assert_nothing_left().await
+}
+
+/// Elastic IPs are given to the NLB at creation, one per subnet (moto does not show them, so
+/// the request is checked); with `NLBSecurityGroupMode = Managed` the NLB gets its own group
+/// with exactly the listener rules; added Nodes become targets; and nothing is left after.
+#[tokio::test]
+async fn nlb_eips_managed_security_group_and_nodes_following() -> Result<()> {
+    let g = ground("nlbsg", 2, "NLBSecurityGroupMode = Managed\n").await?;
+    let ec2 = &g.cluster.direct.ec2;
+    let mut eips = Vec::new();
+    for _ in 0..2 {
+        eips.push(
+            ec2.allocate_address()
+                .domain(aws_sdk_ec2::types::DomainType::Vpc)
+                .send()
+                .await?
+                .allocation_id()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let eip_list = eips.join(",");
+    let annotations = [NLB, ("service.beta.kubernetes.io/aws-load-balancer-eip-allocations", eip_list.as_str())];
+    let created =
+        g.services().create(&PostParams::default(), &service("static", &annotations, &[(443, "TCP")])).await?;
+    let lb_name = Ground::uid_name(&created);
+    g.hostname("static").await?;
+
+    let requests = g.cluster.proxy.requests(AwsService::Elbv2, "CreateLoadBalancer");
+    assert_eq!(requests.len(), 1);
+    let mut sent: Vec<String> =
+        requests[0].iter().filter(|(k, _)| k.ends_with(".AllocationId")).map(|(_, v)| v.clone()).collect();
+    sent.sort();
+    let mut want = eips.clone();
+    want.sort();
+    assert_eq!(sent, want, "one EIP per subnet in the request: {:?}", requests[0]);
+
+    let lbs = g.cluster.direct.elbv2.describe_load_balancers().names(&lb_name).send().await?;
+    let groups = lbs.load_balancers()[0].security_groups().to_vec();
+    assert_eq!(groups.len(), 1, "the managed group");
+    let described = ec2.describe_security_groups().group_ids(&groups[0]).send().await?;
+    let group = &described.security_groups()[0];
+    assert_eq!(group.description(), Some("[k8s] Managed SecurityGroup for LoadBalancer"));
+    assert!(group.group_name().unwrap().starts_with("k8s-default-static-"));
+    let mut rules: Vec<(String, i32)> = group
+        .ip_permissions()
+        .iter()
+        .map(|p| (p.ip_protocol().unwrap_or_default().to_string(), p.from_port().unwrap_or_default()))
+        .collect();
+    rules.sort();
+    assert_eq!(rules, [("icmp".to_string(), 3), ("tcp".to_string(), 443)]);
+
+    // A third instance joins: its Node becomes a target.
+    let mut vpc = g.vpc.clone();
+    let added = vpc.add_instances(ec2, 1, "m5.large").await?;
+    ccm_e2e::NodeRegistration::for_instance(&added[0]).register(&g.client).await?;
+    let arn = lbs.load_balancers()[0].load_balancer_arn().unwrap().to_string();
+    let tg = g.cluster.direct.elbv2.describe_target_groups().load_balancer_arn(&arn).send().await?.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    eventually("the new Node a target", WAIT, || async {
+        let health = g.cluster.direct.elbv2.describe_target_health().target_group_arn(&tg).send().await?;
+        Ok((health.target_health_descriptions().len() == 3).then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail())?;
+
+    g.delete_and_check("static").await?;
+    for eip in eips {
+        ec2.release_address().allocation_id(eip).send().await?;
+    }
+    Ok(())
+}
+
+/// Periodic re-ensures of many Services share their describes (up to 20 names a call).
+#[tokio::test]
+async fn periodic_re_ensures_batch_their_describes() -> Result<()> {
+    let g = ground("batch", 1, "").await?;
+    for i in 0..8 {
+        g.services().create(&PostParams::default(), &service(&format!("many-{i}"), &[], &[(80, "TCP")])).await?;
+    }
+    for i in 0..8 {
+        g.hostname(&format!("many-{i}")).await?;
+    }
+    // Two resync ticks (3 s each) with nothing changed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    g.cluster.proxy.reset_calls();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let describes = g.cluster.proxy.count(AwsService::Elb, "DescribeLoadBalancers");
+    eprintln!("8 Classic ELBs, 6 s of resyncs: {describes} DescribeLoadBalancers; {:?}", g.cluster.proxy.summary());
+    assert!(describes >= 1, "they were re-ensured");
+    let ensures = g.cluster.proxy.count(AwsService::Elb, "DescribeLoadBalancerAttributes");
+    assert!(describes < ensures, "{describes} DescribeLoadBalancers for {ensures} re-ensures: not batched");
+    assert_eq!(g.cluster.proxy.mutating_calls(), [], "nothing changed");
+    for i in 0..8 {
+        g.services().delete(&format!("many-{i}"), &DeleteParams::default()).await?;
+    }
+    eventually("all deleted", WAIT, || async { Ok(g.cluster.leftovers().await?.is_empty().then_some(())) })
+        .await
+        .with_context(|| g.ccm.log_tail())?;
+    Ok(())
 }

@@ -145,7 +145,13 @@ async fn one_leader_at_a_time_and_handover_within_the_lease_duration() -> Result
     NodeRegistration::named("le-n2").register(&client).await?;
     wait_initialized(&client, "le-n2").await?;
     assert_eq!(synced_by(&client, "le-n1").await?, [first], "n1 was written once, by the first leader");
-    assert_eq!(synced_by(&client, "le-n2").await?, [second], "n2 by the second");
+    // The Event follows the Node update: wait for it.
+    let n2 = eventually("n2's Synced event", Duration::from_secs(10), || async {
+        let by = synced_by(&client, "le-n2").await?;
+        Ok((!by.is_empty()).then_some(by))
+    })
+    .await?;
+    assert_eq!(n2, [second], "n2 by the second");
 
     // A graceful stop releases the Lease and exits 0.
     let mut b = b;

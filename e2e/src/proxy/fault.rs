@@ -15,6 +15,9 @@ pub enum Fault {
     ServerError(u16),
     /// Forward the call after this delay.
     Latency(Duration),
+    /// Any AWS error: HTTP status and error code (e.g. 400 `DependencyViolation`), for the
+    /// answers an emulator never gives.
+    Error(u16, &'static str),
 }
 
 /// Which calls a fault applies to, how often, and how many times.
@@ -42,6 +45,9 @@ impl FaultRule {
     }
     pub fn latency(delay: Duration) -> Self {
         Self::new(Fault::Latency(delay))
+    }
+    pub fn error(status: u16, code: &'static str) -> Self {
+        Self::new(Fault::Error(status, code))
     }
     /// Only calls to this service.
     pub fn on_service(mut self, service: Service) -> Self {
@@ -88,6 +94,7 @@ pub(super) fn error_response(fault: &Fault, service: &Service) -> (u16, String) 
         (Fault::ServerError(503), _) => (503, "ServiceUnavailable", "Service is unavailable."),
         (Fault::ServerError(status), Service::Ec2) => (*status, "InternalError", "An internal error has occurred."),
         (Fault::ServerError(status), _) => (*status, "InternalFailure", "An internal error has occurred."),
+        (Fault::Error(status, code), _) => (*status, *code, "Injected by the e2e proxy."),
         (Fault::Latency(_), _) => unreachable!("latency is not an error"),
     };
     let body = match service {

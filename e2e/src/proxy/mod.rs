@@ -28,11 +28,14 @@ use hyper_util::rt::TokioExecutor;
 pub use call::{CallId, Service};
 pub use fault::{Fault, FaultRule};
 
-/// One request the proxy saw, and the fault it injected into it, if any.
+/// One request the proxy saw, its form parameters, and the fault it injected, if any.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
     pub call: CallId,
     pub fault: Option<Fault>,
+    /// The query-protocol parameters (`SubnetMappings.member.1.AllocationId=…`), for tests that
+    /// assert what was asked where the emulator's answer would not show it.
+    pub params: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -113,6 +116,16 @@ impl AwsProxy {
         self.record().calls.iter().filter(|r| pred(r)).count()
     }
 
+    /// The parameters of every `action` call to `service`, in order.
+    pub fn requests(&self, service: Service, action: &str) -> Vec<Vec<(String, String)>> {
+        self.record()
+            .calls
+            .iter()
+            .filter(|r| r.call.service == service && r.call.action == action)
+            .map(|r| r.params.clone())
+            .collect()
+    }
+
     /// The calls that could have changed AWS state (anything but Describe/Get/List), in order.
     pub fn mutating_calls(&self) -> Vec<CallId> {
         self.record().calls.iter().filter(|r| r.call.is_mutating()).map(|r| r.call.clone()).collect()
@@ -161,7 +174,8 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
                 }
             }
         }
-        record.calls.push(CallRecord { call: call.clone(), fault: error.clone() });
+        let params = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        record.calls.push(CallRecord { call: call.clone(), fault: error.clone(), params });
         (delay, error)
     };
     tracing::debug!(service = %call.service, action = %call.action, ?error, ?delay, "AWS call");

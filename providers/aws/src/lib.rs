@@ -11,6 +11,7 @@ mod api_metrics;
 mod calls;
 mod clients;
 pub mod config;
+mod describe_batch;
 pub mod discovery;
 mod ec2;
 pub mod errors;

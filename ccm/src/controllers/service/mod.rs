@@ -81,6 +81,16 @@ struct Context<P: CloudProvider> {
     events: Events,
     synced: Mutex<HashMap<String, Synced>>,
     backoff: Backoff,
+    started: Instant,
+}
+
+/// The time until the next multiple of `period` since `started`, plus a small margin so the
+/// requeue lands after the tick.
+fn until_next_tick(started: Instant, period: Duration) -> Duration {
+    let elapsed = started.elapsed().as_nanos();
+    let period_ns = period.as_nanos().max(1);
+    let left = period_ns - elapsed % period_ns;
+    Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX)) + Duration::from_millis(5)
 }
 
 impl<P: CloudProvider> Context<P> {
@@ -114,6 +124,7 @@ pub async fn run<P: CloudProvider>(
         synced: Mutex::default(),
         backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
         settings: settings.clone(),
+        started: Instant::now(),
     });
     Controller::new(Api::<Service>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(settings.workers))
@@ -200,7 +211,18 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     let nodes = eligible_nodes(&ctx.nodes);
     let node_set = node_key(&nodes);
     let previous = ctx.synced.lock().expect("lock").get(&key).cloned();
-    let next_resync = |at: Instant| ctx.settings.resync.map(|period| period.saturating_sub(at.elapsed()));
+    // Periodic re-ensures happen on ticks shared by every Service (multiples of the period
+    // since start), so the provider can batch their describes; a Service is due once a tick
+    // has passed since its last full ensure.
+    let tick = |at: Instant| {
+        ctx.settings.resync.map(|period| (at.duration_since(ctx.started).as_nanos() / period.as_nanos().max(1)) as u64)
+    };
+    let next_resync = |at: Instant| {
+        ctx.settings.resync.map(|period| {
+            let due = tick(at).unwrap_or(0) < tick(Instant::now()).unwrap_or(0);
+            if due { Duration::ZERO } else { until_next_tick(ctx.started, period) }
+        })
+    };
 
     if let Some(prev) =
         previous.filter(|p| p.fingerprint == fingerprint && objects::has_finalizer(service, LB_CLEANUP_FINALIZER))
@@ -240,7 +262,10 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
                 status::set_ingress(&api, &service.name_any(), &lb_status.ingress).await?;
             }
             remember();
-            Ok(ctx.settings.resync.map_or_else(Action::await_change, Action::requeue))
+            Ok(ctx
+                .settings
+                .resync
+                .map_or_else(Action::await_change, |p| Action::requeue(until_next_tick(ctx.started, p))))
         }
         Err(CloudError::ImplementedElsewhere) => {
             tracing::debug!(service = %key, "load balancer implemented elsewhere");

@@ -43,13 +43,9 @@ pub const OPERATIONS: [&str; 19] = [
 const PROXY_POLICY: &str = "k8s-proxyprotocol-enabled";
 
 impl AwsLoadBalancers {
+    /// Describes by name, batched with concurrent callers (see `describe_batch`).
     pub(crate) async fn classic_describe(&self, name: &str) -> Result<Option<LoadBalancerDescription>, AwsError> {
-        let request = self.elb.describe_load_balancers().load_balancer_names(name);
-        match self.calls.run("aws/elb.DescribeLoadBalancers", request.send()).await {
-            Ok(out) => Ok(out.load_balancer_descriptions().first().cloned()),
-            Err(err) if err.has_code("LoadBalancerNotFound") => Ok(None),
-            Err(err) => Err(err),
-        }
+        self.classic_batch.get(name).await
     }
 
     fn classic_listeners(cfg: &LbConfig) -> Vec<Listener> {

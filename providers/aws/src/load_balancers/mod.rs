@@ -24,6 +24,7 @@ use aws_sdk_ec2::types::{Instance, InstanceStateName, SecurityGroup};
 use cloud_provider::{CloudError, LoadBalancerStatus, LoadBalancers, NodeInfo, ServiceInfo};
 
 use crate::calls::Calls;
+use crate::describe_batch::DescribeBatch;
 use crate::ec2::{Ec2, filter};
 use crate::errors::AwsError;
 use crate::instance_cache::InstanceCache;
@@ -60,6 +61,11 @@ pub struct AwsLoadBalancers {
     pub(crate) fallback_subnet: Option<String>,
     pub(crate) settings: Settings,
     zone_types: tokio::sync::Mutex<HashMap<String, String>>,
+    pub(crate) classic_batch: DescribeBatch<aws_sdk_elasticloadbalancing::types::LoadBalancerDescription>,
+    pub(crate) nlb_batch: DescribeBatch<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>,
+    /// The type last ensured per Service UID: while it stays the same, the other type's API is
+    /// not asked (a type change is looked for after a restart or an annotation change).
+    ensured: std::sync::Mutex<HashMap<String, Kind>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -75,6 +81,32 @@ impl AwsLoadBalancers {
         fallback_subnet: Option<String>,
         settings: Settings,
     ) -> Self {
+        let (elb_client, elb_calls) = (elb.clone(), calls.clone());
+        let classic_batch = DescribeBatch::new(Arc::new(move |names: Vec<String>| {
+            let (elb, calls) = (elb_client.clone(), elb_calls.clone());
+            Box::pin(async move {
+                let r = elb.describe_load_balancers().set_load_balancer_names(Some(names));
+                let out = calls.run("aws/elb.DescribeLoadBalancers", r.send()).await?;
+                Ok(out
+                    .load_balancer_descriptions()
+                    .iter()
+                    .filter_map(|d| Some((d.load_balancer_name()?.to_string(), d.clone())))
+                    .collect())
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        }));
+        let (v2_client, v2_calls) = (elbv2.clone(), calls.clone());
+        let nlb_batch = DescribeBatch::new(Arc::new(move |names: Vec<String>| {
+            let (elbv2, calls) = (v2_client.clone(), v2_calls.clone());
+            Box::pin(async move {
+                let r = elbv2.describe_load_balancers().set_names(Some(names));
+                let out = calls.run("aws/elbv2.DescribeLoadBalancers", r.send()).await?;
+                Ok(out
+                    .load_balancers()
+                    .iter()
+                    .filter_map(|l| Some((l.load_balancer_name()?.to_string(), l.clone())))
+                    .collect())
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        }));
         Self {
             ec2,
             elb,
@@ -86,6 +118,9 @@ impl AwsLoadBalancers {
             fallback_subnet,
             settings,
             zone_types: Default::default(),
+            classic_batch,
+            nlb_batch,
+            ensured: Default::default(),
         }
     }
 
@@ -398,20 +433,22 @@ impl LoadBalancers for AwsLoadBalancers {
         // A type change: the other type's load balancer, if there is one, goes first with all
         // it owns (upstream refuses the change). One describe when there is none.
         let name = names::load_balancer_name(&cfg.uid);
+        let same_as_before = self.ensured.lock().expect("lock").get(&cfg.uid) == Some(&cfg.kind);
         let mut status = match cfg.kind {
             Kind::Classic => {
-                if self.nlb_describe(&name).await?.is_some() {
+                if !same_as_before && self.nlb_describe(&name).await?.is_some() {
                     self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?;
                 }
                 self.classic_ensure(&cfg, nodes).await?
             }
             Kind::Nlb => {
-                if self.classic_describe(&name).await.map_err(from_aws)?.is_some() {
+                if !same_as_before && self.classic_describe(&name).await.map_err(from_aws)?.is_some() {
                     self.classic_delete(&cfg.uid).await?;
                 }
                 self.nlb_ensure(&cfg, cluster, nodes).await?
             }
         };
+        self.ensured.lock().expect("lock").insert(cfg.uid.clone(), cfg.kind);
         status.warnings = warnings;
         Ok(status)
     }
@@ -426,6 +463,7 @@ impl LoadBalancers for AwsLoadBalancers {
 
     async fn ensure_deleted(&self, cluster: &str, service: &ServiceInfo) -> Result<(), CloudError> {
         // Both types, whatever the annotation says now.
+        self.ensured.lock().expect("lock").remove(&service.uid);
         self.classic_delete(&service.uid).await?;
         self.nlb_delete(&service.namespace, &service.name, &service.uid, cluster).await
     }

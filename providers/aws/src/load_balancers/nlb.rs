@@ -67,13 +67,9 @@ struct Health {
 }
 
 impl AwsLoadBalancers {
+    /// Describes by name, batched with concurrent callers (see `describe_batch`).
     pub(crate) async fn nlb_describe(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError> {
-        let request = self.elbv2.describe_load_balancers().names(name);
-        match self.calls.run("aws/elbv2.DescribeLoadBalancers", request.send()).await {
-            Ok(out) => Ok(out.load_balancers().first().cloned()),
-            Err(err) if err.has_code("LoadBalancerNotFound") => Ok(None),
-            Err(err) => Err(err.into()),
-        }
+        Ok(self.nlb_batch.get(name).await?)
     }
 
     fn nlb_health(&self, cfg: &LbConfig, node_port: u16) -> Health {
