@@ -18,14 +18,15 @@ pub const WINDOW: Duration = Duration::from_millis(25);
 pub const MAX_NAMES: usize = 20;
 
 type Answer<T> = Result<Option<T>, AwsError>;
+/// Names waiting for the next call, and who waits for each.
+type Pending<T> = Arc<Mutex<Vec<(String, oneshot::Sender<Answer<T>>)>>>;
 type Fetch<T> =
     Arc<dyn Fn(Vec<String>) -> Pin<Box<dyn Future<Output = Result<Vec<(String, T)>, AwsError>> + Send>> + Send + Sync>;
 
 /// Describes by name, batched.
 pub struct DescribeBatch<T> {
     fetch: Fetch<T>,
-    /// Names waiting for the next call, and who waits for each.
-    pending: Arc<Mutex<Vec<(String, oneshot::Sender<Answer<T>>)>>>,
+    pending: Pending<T>,
 }
 
 impl<T: Clone + Send + 'static> DescribeBatch<T> {

@@ -496,3 +496,66 @@ impl AwsLoadBalancers {
         self.delete_groups(&owned).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cloud_provider::{Protocol, ServiceInfo, ServicePort};
+
+    use super::super::service_config::{Parsed, parse};
+    use super::*;
+
+    fn config(annotations: &[(&str, &str)]) -> LbConfig {
+        let service = ServiceInfo {
+            uid: "u".into(),
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ports: vec![
+                ServicePort { name: Some("https".into()), protocol: Protocol::Tcp, port: 443, node_port: 30443 },
+                ServicePort { name: Some("http".into()), protocol: Protocol::Tcp, port: 80, node_port: 30080 },
+            ],
+            ..Default::default()
+        };
+        match parse(&service) {
+            Parsed::Ok { config, .. } => *config,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn protocols(cfg: &LbConfig) -> Vec<(String, String, Option<String>)> {
+        AwsLoadBalancers::classic_listeners(cfg)
+            .iter()
+            .map(|l| {
+                (
+                    l.protocol().to_string(),
+                    l.instance_protocol().unwrap_or_default().to_string(),
+                    l.ssl_certificate_id().map(String::from),
+                )
+            })
+            .collect()
+    }
+
+    const CERT: &str = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
+    const SSL_CERT: &str = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert";
+    const SSL_PORTS: &str = "service.beta.kubernetes.io/aws-load-balancer-ssl-ports";
+    const BACKEND: &str = "service.beta.kubernetes.io/aws-load-balancer-backend-protocol";
+
+    #[test]
+    fn listeners_follow_upstreams_protocol_table() {
+        let tcp = ("TCP".to_string(), "TCP".to_string(), None);
+        assert_eq!(protocols(&config(&[])), [tcp.clone(), tcp.clone()]);
+        let http = ("HTTP".to_string(), "HTTP".to_string(), None);
+        assert_eq!(protocols(&config(&[(BACKEND, "http")])), [http.clone(), http.clone()]);
+        // A certificate on one port: SSL in front, TCP behind without a backend annotation.
+        let ssl = ("SSL".to_string(), "TCP".to_string(), Some(CERT.to_string()));
+        assert_eq!(protocols(&config(&[(SSL_CERT, CERT), (SSL_PORTS, "443")])), [ssl, tcp.clone()]);
+        // http/https backends make an HTTPS listener where the certificate applies.
+        let https_http = ("HTTPS".to_string(), "HTTP".to_string(), Some(CERT.to_string()));
+        assert_eq!(
+            protocols(&config(&[(SSL_CERT, CERT), (SSL_PORTS, "https"), (BACKEND, "http")])),
+            [https_http, http]
+        );
+        let ssl_ssl = ("SSL".to_string(), "SSL".to_string(), Some(CERT.to_string()));
+        assert_eq!(protocols(&config(&[(SSL_CERT, CERT), (BACKEND, "ssl")])), [ssl_ssl.clone(), ssl_ssl]);
+        // https backend without a certificate: plain TCP, as upstream.
+        assert_eq!(protocols(&config(&[(BACKEND, "https")])), [tcp.clone(), tcp]);
+    }
+}
