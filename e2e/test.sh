@@ -19,6 +19,10 @@ start=$SECONDS
 e2e/apiserver/hack/build.sh
 echo "harness ready in $((SECONDS - start)) s"
 
+step "installing kustomize (for the manifest tests)"
+# Pinned (v5.8.0: later ones need Go 1.27); `go install` builds it from the module proxy.
+[ -x e2e/bin/kustomize ] || GOBIN="$PWD/e2e/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.0
+
 if [ -z "${E2E_AWS_ENDPOINT:-}" ]; then
   step "installing the moto AWS emulator"
   start=$SECONDS

@@ -7,7 +7,7 @@
 //! account is being throttled; DescribeInstances lookups are served from a shared snapshot
 //! ([`instance_cache`]).
 
-mod api_metrics;
+pub mod api_metrics;
 mod calls;
 mod clients;
 pub mod config;
