@@ -146,3 +146,37 @@ pub fn node_cache(
         .touched_objects();
     (store, stream)
 }
+
+/// Runs `pass` every `period` over a cache of all Nodes, until `shutdown`: the shape of the
+/// lifecycle and route controllers, which act on the whole Node set rather than per object.
+/// Each pass is timed into the reconcile metrics under `name`.
+pub async fn every_period_over_nodes<F, Fut>(
+    shared: &Shared,
+    name: &'static str,
+    period: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send,
+    mut pass: F,
+) where
+    F: FnMut(kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    use futures::StreamExt;
+    let (store, node_events) = node_cache(&shared.client);
+    let watch = tokio::spawn(node_events.for_each(|_| async {}));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let stopped = tokio::select! { ready = store.wait_until_ready() => ready.is_err(), () = &mut shutdown => true };
+    if !stopped {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = &mut shutdown => break,
+            }
+            let started = std::time::Instant::now();
+            pass(store.clone()).await;
+            shared.metrics.reconciled(name, started.elapsed().as_secs_f64());
+        }
+    }
+    watch.abort();
+}

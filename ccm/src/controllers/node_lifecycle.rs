@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_provider::{CloudProvider, Instances};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::Store;
@@ -35,27 +34,12 @@ pub async fn run<P: CloudProvider>(
     period: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let client = shared.client.clone();
-    let (store, node_events) = super::node_cache(&client);
-    let watch = tokio::spawn(node_events.for_each(|_| async {}));
-    let events = Events::new(client.clone(), EVENT_SOURCE, &shared.instance);
-    let mut shutdown = std::pin::pin!(shutdown);
-    if tokio::select! { ready = store.wait_until_ready() => ready.is_err(), () = &mut shutdown => true } {
-        watch.abort();
-        return;
-    }
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = &mut shutdown => break,
-        }
-        let started = std::time::Instant::now();
-        pass(&shared, cloud.as_ref(), &store, &events).await;
-        shared.metrics.reconciled(NAME, started.elapsed().as_secs_f64());
-    }
-    watch.abort();
+    let events = Events::new(shared.client.clone(), EVENT_SOURCE, &shared.instance);
+    super::every_period_over_nodes(&shared, NAME, period, shutdown, |store| {
+        let (shared, cloud, events) = (&shared, cloud.clone(), &events);
+        async move { pass(shared, cloud.as_ref(), &store, events).await }
+    })
+    .await;
 }
 
 async fn pass<P: CloudProvider>(shared: &Shared, cloud: &P, store: &Store<Node>, events: &Events) {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_provider::{CloudProvider, Route, Routes};
-use futures::StreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
@@ -40,31 +39,18 @@ pub async fn run<P: CloudProvider>(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let client = shared.client.clone();
-    let (store, node_events) = super::node_cache(&client);
-    let watch = tokio::spawn(node_events.for_each(|_| async {}));
-    let events = Events::new(client.clone(), EVENT_SOURCE, &shared.instance);
-    let mut shutdown = std::pin::pin!(shutdown);
-    if tokio::select! { ready = store.wait_until_ready() => ready.is_err(), () = &mut shutdown => true } {
-        watch.abort();
-        return;
-    }
-    let mut ticker = tokio::time::interval(settings.period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = &mut shutdown => break,
+    let events = Events::new(shared.client.clone(), EVENT_SOURCE, &shared.instance);
+    super::every_period_over_nodes(&shared, NAME, settings.period, shutdown, |store| {
+        let (shared, cloud, settings, events) = (&shared, cloud.clone(), &settings, &events);
+        async move {
+            if let Err(err) = reconcile(shared, cloud.as_ref(), settings, &store, events).await {
+                shared.metrics.failed(NAME, err.kind());
+                tracing::warn!(%err, "route reconciliation");
+            }
+            shared.metrics.route_sync.inc();
         }
-        let started = std::time::Instant::now();
-        if let Err(err) = reconcile(&shared, cloud.as_ref(), &settings, &store, &events).await {
-            shared.metrics.failed(NAME, err.kind());
-            tracing::warn!(%err, "route reconciliation");
-        }
-        shared.metrics.route_sync.inc();
-        shared.metrics.reconciled(NAME, started.elapsed().as_secs_f64());
-    }
-    watch.abort();
+    })
+    .await;
 }
 
 /// Whether this controller may delete a route to `cidr`: only inside the cluster CIDRs.
