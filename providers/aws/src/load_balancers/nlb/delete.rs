@@ -1,0 +1,111 @@
+//! Deleting an NLB and everything it owns.
+
+use std::collections::BTreeSet;
+
+use cloud_provider::CloudError;
+
+use super::super::security_groups::{self, Rule};
+use super::super::{AwsLoadBalancers, SERVICE_NAME_TAG, names};
+use crate::ec2::filter;
+
+impl AwsLoadBalancers {
+    /// Deletes the NLB named after `uid` and everything it owns: listeners go with it, then its
+    /// target groups (also orphans found by name and tags), its rules on node groups, and its
+    /// managed security group.
+    pub(crate) async fn nlb_delete(
+        &self,
+        namespace: &str,
+        service: &str,
+        uid: &str,
+        cluster_name: &str,
+    ) -> Result<(), CloudError> {
+        let name = names::load_balancer_name(uid);
+        let lb = self.nlb_describe(&name).await?;
+        let mut groups: BTreeSet<String> = BTreeSet::new();
+        if let Some(lb) = &lb {
+            let arn = lb.load_balancer_arn().unwrap_or_default();
+            groups.extend(
+                self.target_groups_of(arn).await?.iter().filter_map(|g| g.target_group_arn().map(String::from)),
+            );
+            let r = self.elbv2.delete_load_balancer().load_balancer_arn(arn);
+            self.calls.run("aws/elbv2.DeleteLoadBalancer", r.send()).await?;
+        }
+        groups.extend(self.orphan_target_groups(namespace, service).await?);
+        for tg in &groups {
+            self.delete_target_group(tg).await?;
+        }
+        if !self.settings.disable_security_group_ingress {
+            let client_marker = names::nlb_client_rule(&name);
+            let health_marker = names::nlb_health_rule(&name);
+            let cluster_groups =
+                self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]).await?;
+            for group in &cluster_groups {
+                let rules = security_groups::ingress(group);
+                let ours: Vec<_> = rules
+                    .iter()
+                    .filter(|r| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker))
+                    .map(Rule::to_permission)
+                    .collect();
+                let others_left = rules.iter().any(|r| {
+                    r.description
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with("kubernetes.io/rule/nlb/client=") && d != client_marker)
+                });
+                let mut remove = ours;
+                if !others_left {
+                    remove.extend(
+                        rules
+                            .iter()
+                            .filter(|r| r.description.as_deref() == Some(names::NLB_MTU_RULE))
+                            .map(Rule::to_permission),
+                    );
+                }
+                self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), remove).await?;
+            }
+        }
+        let owned =
+            self.owned_groups_named(&names::nlb_security_group_name(cluster_name, namespace, service, uid)).await?;
+        for group in &owned {
+            self.revoke_references_to(group.group_id().unwrap_or_default()).await?;
+        }
+        self.delete_groups(&owned).await
+    }
+
+    /// Target groups of this Service left without a load balancer (an interrupted create or
+    /// delete): found by their name prefix, confirmed by the cluster and service-name tags.
+    pub(super) async fn orphan_target_groups(&self, namespace: &str, service: &str) -> Result<Vec<String>, CloudError> {
+        let prefix = names::target_group_prefix(namespace, service);
+        let mut candidates = Vec::new();
+        let mut marker = None;
+        loop {
+            let r = self.elbv2.describe_target_groups().set_marker(marker);
+            let page = self.calls.run("aws/elbv2.DescribeTargetGroups", r.send()).await?;
+            candidates.extend(
+                page.target_groups()
+                    .iter()
+                    .filter(|g| g.target_group_name().is_some_and(|n| n.starts_with(&prefix)))
+                    .filter_map(|g| g.target_group_arn().map(String::from)),
+            );
+            marker = page.next_marker().filter(|m| !m.is_empty()).map(String::from);
+            if marker.is_none() {
+                break;
+            }
+        }
+        let key = format!("{namespace}/{service}");
+        let mut out = Vec::new();
+        for chunk in candidates.chunks(20) {
+            let r = self.elbv2.describe_tags().set_resource_arns(Some(chunk.to_vec()));
+            let tags = self.calls.run("aws/elbv2.DescribeTags", r.send()).await?;
+            for d in tags.tag_descriptions() {
+                let pairs: Vec<(&str, &str)> =
+                    d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+                let ours = self.cluster.is_owned(pairs.iter().copied())
+                    && pairs.iter().any(|(k, v)| *k == SERVICE_NAME_TAG && *v == key);
+                if ours {
+                    out.extend(d.resource_arn().map(String::from));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
