@@ -323,15 +323,15 @@ impl AwsLoadBalancers {
         if let Some(group) = find().await?.into_iter().next() {
             let tags: Vec<(&str, &str)> =
                 group.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+            // Read-repair, as upstream: ours but untagged gets the tag; another cluster's is refused.
             let key = self.cluster.key();
-            if let Some((_, value)) = tags.iter().find(|(k, _)| *k == key) {
-                let _ = value;
-            } else if tags.iter().any(|(k, _)| k.starts_with(crate::tags::CLUSTER_TAG_PREFIX)) {
-                return Err(CloudError::invalid(
-                    "aws/lb.security_group",
-                    format!("security group {name} belongs to another cluster"),
-                ));
-            } else {
+            if !tags.iter().any(|(k, _)| *k == key) {
+                if tags.iter().any(|(k, _)| k.starts_with(crate::tags::CLUSTER_TAG_PREFIX)) {
+                    return Err(CloudError::invalid(
+                        "aws/lb.security_group",
+                        format!("security group {name} belongs to another cluster"),
+                    ));
+                }
                 self.ec2.create_tags(group.group_id().unwrap_or_default(), &self.cluster.owned()).await?;
             }
             return Ok(group);
