@@ -73,7 +73,7 @@ impl AwsLoadBalancers {
         Ok(self.nlb_batch.get(name).await?)
     }
 
-    pub(super) fn nlb_health(&self, cfg: &LbConfig, node_port: u16) -> Health {
+    pub(super) fn nlb_health(&self, cfg: &LbConfig) -> Health {
         let mut h = if cfg.local_traffic
             && let Some(hc) = cfg.health_check_node_port
         {
@@ -119,7 +119,6 @@ impl AwsLoadBalancers {
         } else if h.path.is_none() {
             h.path = Some("/".into());
         }
-        let _ = node_port;
         h.interval = cfg.health.interval.unwrap_or(h.interval);
         h.healthy = cfg.health.healthy.unwrap_or(h.healthy);
         h.unhealthy = cfg.health.unhealthy.unwrap_or(h.unhealthy);
@@ -140,14 +139,7 @@ impl AwsLoadBalancers {
                     _ if tls => (ProtocolEnum::Tls, ProtocolEnum::Tcp),
                     _ => (ProtocolEnum::Tcp, ProtocolEnum::Tcp),
                 };
-                Mapping {
-                    port: p.port,
-                    node_port: p.node_port,
-                    front,
-                    target,
-                    health: self.nlb_health(cfg, p.node_port),
-                    tls,
-                }
+                Mapping { port: p.port, node_port: p.node_port, front, target, health: self.nlb_health(cfg), tls }
             })
             .collect()
     }
