@@ -35,33 +35,7 @@ impl AwsLoadBalancers {
             self.delete_target_group(tg).await?;
         }
         if !self.settings.disable_security_group_ingress {
-            let client_marker = names::nlb_client_rule(&name);
-            let health_marker = names::nlb_health_rule(&name);
-            let cluster_groups =
-                self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]).await?;
-            for group in &cluster_groups {
-                let rules = security_groups::ingress(group);
-                let ours: Vec<_> = rules
-                    .iter()
-                    .filter(|r| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker))
-                    .map(Rule::to_permission)
-                    .collect();
-                let others_left = rules.iter().any(|r| {
-                    r.description
-                        .as_deref()
-                        .is_some_and(|d| d.starts_with("kubernetes.io/rule/nlb/client=") && d != client_marker)
-                });
-                let mut remove = ours;
-                if !others_left {
-                    remove.extend(
-                        rules
-                            .iter()
-                            .filter(|r| r.description.as_deref() == Some(names::NLB_MTU_RULE))
-                            .map(Rule::to_permission),
-                    );
-                }
-                self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), remove).await?;
-            }
+            self.nlb_remove_node_rules(&name).await?;
         }
         let owned =
             self.owned_groups_named(&names::nlb_security_group_name(cluster_name, namespace, service, uid)).await?;
@@ -107,5 +81,38 @@ impl AwsLoadBalancers {
             }
         }
         Ok(out)
+    }
+
+    /// Removes this NLB's client and health rules from every cluster group, then the shared MTU
+    /// rule from groups where no NLB's client rule is left. The second look comes *after* our own
+    /// revocation, so of several NLBs deleted at once the last one to revoke always sees the
+    /// others gone and removes the MTU rule: it cannot be left behind by a race.
+    async fn nlb_remove_node_rules(&self, name: &str) -> Result<(), CloudError> {
+        let client_marker = names::nlb_client_rule(name);
+        let health_marker = names::nlb_health_rule(name);
+        let cluster_groups = || self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]);
+        for group in &cluster_groups().await? {
+            let ours: Vec<_> = security_groups::ingress(group)
+                .iter()
+                .filter(|r| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker))
+                .map(Rule::to_permission)
+                .collect();
+            self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), ours).await?;
+        }
+        for group in &cluster_groups().await? {
+            let rules = security_groups::ingress(group);
+            let clients_left = rules
+                .iter()
+                .any(|r| r.description.as_deref().is_some_and(|d| d.starts_with("kubernetes.io/rule/nlb/client=")));
+            if !clients_left {
+                let mtu: Vec<_> = rules
+                    .iter()
+                    .filter(|r| r.description.as_deref() == Some(names::NLB_MTU_RULE))
+                    .map(Rule::to_permission)
+                    .collect();
+                self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), mtu).await?;
+            }
+        }
+        Ok(())
     }
 }
