@@ -15,6 +15,8 @@ import urllib.request
 
 from moto.server import ThreadedMotoServer
 
+import fidelity
+
 READY_PROBE = b"Action=DescribeAvailabilityZones&Version=2016-11-15"
 PROBE_HEADERS = {
     "Content-Type": "application/x-www-form-urlencoded",
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--exit-on-stdin-close", action="store_true")
     args = parser.parse_args()
 
+    fidelity.apply()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{args.port}"

@@ -10,6 +10,8 @@
 //!   service and action and injects throttling, 5xx errors and latency on request.
 //! - [`ImdsStub`]: an instance-metadata service for one seeded instance (moto's own IMDS is
 //!   unusable from the Rust SDK, see `e2e/README.md`).
+//! - [`CcmLaunch`]: ours or upstream's cloud-controller-manager as a process (upstream's is the
+//!   test oracle, `e2e/upstream`); [`lb_state`] reads and normalizes what they made in AWS.
 //! - [`SeededVpc`]: a realistic cluster VPC (subnets in two AZs, public and private route
 //!   tables, a node security group, cluster-tagged instances) and, on request, matching Nodes
 //!   registered the way a kubelet with `--cloud-provider=external` registers them.
@@ -27,10 +29,12 @@
 //! that owns a process (not a shared one) also stops it by PID when it is dropped.
 
 mod aws_emulator;
+mod ccm_process;
 mod child;
 mod cluster;
 mod control_plane;
 mod imds;
+pub mod lb_state;
 mod nodes;
 mod paths;
 pub mod proxy;
@@ -38,6 +42,7 @@ mod sdk;
 mod seed;
 
 pub use aws_emulator::AwsEmulator;
+pub use ccm_process::{CcmFlavor, CcmLaunch, CcmProcess, upstream_binary};
 pub use child::ChildProcess;
 pub use cluster::{Leftovers, TestCluster};
 pub use control_plane::ControlPlane;

@@ -1,0 +1,247 @@
+//! Parity with upstream, measured: upstream's aws-cloud-controller-manager (the oracle, built by
+//! `e2e/upstream/build.sh`) and ours reconcile the same corpus of Services in two identical
+//! clusters on one moto, and then each takes over what the other made.
+//!
+//! Per batch of the corpus ([`parity::corpus`]):
+//!
+//! 1. **Differential**: upstream in cluster U, ours in cluster O, the same Services in both.
+//!    Once every Service has an outcome, the normalized AWS state of each (load balancer,
+//!    listeners, health check, attributes, policies, tags, security groups and every rule,
+//!    target groups and targets, subnets, scheme), its status and its event reasons are
+//!    compared. Every difference must be declared in `docs/differences-from-upstream.md`.
+//! 2. **Ours takes over upstream's** (U): upstream stops, ours starts; it must make **no**
+//!    mutating AWS call.
+//! 3. **Upstream takes over ours** (O), and 4. **upstream restarts on its own state** (U), the
+//!    baseline: upstream may not change more of ours than of its own.
+//! 5. Ours deletes every Service in both clusters; nothing of either cluster is left in AWS.
+//!
+//! `PARITY_BATCHES=classic,nlb-a` runs only those batches. The report (corpus size, matches,
+//! mutating calls per direction) is printed and written to `<target>/e2e-logs/parity-report.md`.
+
+mod parity;
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use ccm_e2e::lb_state::{ClusterState, Difference};
+use ccm_e2e::{CcmFlavor, ControlPlane};
+use parity::Side;
+use parity::corpus::{self, Batch};
+use parity::declared::{self, Allowance};
+
+const SETTLE: Duration = Duration::from_secs(150);
+
+fn ours() -> CcmFlavor {
+    CcmFlavor::Ours(env!("CARGO_BIN_EXE_cloud-controller-manager").into())
+}
+
+#[derive(Default)]
+struct Report {
+    services: usize,
+    same_outcome: usize,
+    identical: usize,
+    undeclared: Vec<Difference>,
+    declared_used: BTreeMap<String, usize>,
+    ours_over_upstream: Vec<String>,
+    upstream_over_ours: Vec<String>,
+    upstream_restart: Vec<String>,
+    beyond_baseline: Vec<String>,
+    failures: Vec<String>,
+    lines: String,
+}
+
+#[tokio::test]
+async fn upstream_parity_differential_and_takeover() -> Result<()> {
+    ccm_e2e::init_crypto();
+    let allowances = declared::load()?;
+    let only: Option<Vec<String>> =
+        std::env::var("PARITY_BATCHES").ok().map(|v| v.split(',').map(str::to_string).collect());
+    let batches: Vec<Batch> = corpus::batches()
+        .into_iter()
+        .filter(|b| only.as_ref().is_none_or(|o| o.iter().any(|n| n == b.name)))
+        .collect();
+    let mut planes = (ControlPlane::start()?, ControlPlane::start()?);
+    let mut report = Report::default();
+    for batch in &batches {
+        let (u, o) = run_batch(batch, planes, &allowances, &mut report).await?;
+        planes = (u, o);
+    }
+
+    let stale: Vec<&Allowance> = if only.is_none() {
+        allowances.iter().filter(|a| !report.declared_used.contains_key(&row_id(a))).collect()
+    } else {
+        Vec::new()
+    };
+    let text = render(&report, &stale);
+    eprintln!("{text}");
+    let _ = std::fs::write(ccm_e2e::repo_root().join("target/parity-report.md"), &text);
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let _ = std::fs::write(std::path::Path::new(&dir).join("e2e-logs/parity-report.md"), &text);
+    }
+    ensure!(report.failures.is_empty(), "batches failed:\n{}", report.failures.join("\n"));
+    ensure!(
+        report.undeclared.is_empty(),
+        "{} differences from upstream are not declared in {}:\n{}",
+        report.undeclared.len(),
+        declared::DOC,
+        report.undeclared.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+    );
+    ensure!(stale.is_empty(), "rows of {} that matched no difference (stale): {stale:?}", declared::DOC);
+    ensure!(
+        report.ours_over_upstream.is_empty(),
+        "taking over upstream's load balancers, ours made mutating calls: {:?}",
+        report.ours_over_upstream
+    );
+    ensure!(
+        report.beyond_baseline.is_empty(),
+        "upstream changed more of ours than of its own: {:?}",
+        report.beyond_baseline
+    );
+    Ok(())
+}
+
+fn row_id(a: &Allowance) -> String {
+    format!("{} {} {}", a.id, a.service, a.key)
+}
+
+async fn run_batch(
+    batch: &Batch,
+    (plane_u, plane_o): (ControlPlane, ControlPlane),
+    allowances: &[Allowance],
+    report: &mut Report,
+) -> Result<(ControlPlane, ControlPlane)> {
+    let specs = &batch.specs;
+    let mut u = Side::new("up", plane_u, batch).await?;
+    let mut o = Side::new("our", plane_o, batch).await?;
+    let result = async {
+        // 1. Differential.
+        u.start(CcmFlavor::Upstream)?;
+        o.start(ours())?;
+        u.create(specs).await?;
+        o.create(specs).await?;
+        let (a, b) = tokio::join!(u.settle_outcomes(specs, SETTLE), o.settle_outcomes(specs, SETTLE));
+        a?;
+        b?;
+        let upstream_state = u.state(specs).await?;
+        let our_state = o.state(specs).await?;
+        compare(batch, &upstream_state, &our_state, allowances, report);
+
+        // 2. Ours takes over upstream's.
+        let refs_u = u.refs(specs).await?;
+        let refs_o = o.refs(specs).await?;
+        u.stop();
+        u.cluster.proxy.reset_calls();
+        u.start(ours())?;
+        // 3. Upstream takes over ours.
+        o.stop();
+        o.cluster.proxy.reset_calls();
+        o.start(CcmFlavor::Upstream)?;
+        let (a, b) = tokio::join!(u.quiet(Duration::from_secs(5), SETTLE), o.quiet(Duration::from_secs(5), SETTLE));
+        a?;
+        b?;
+        let ours_over = u.mutations(&refs_u);
+        let upstream_over = o.mutations(&refs_o);
+        let after_takeover = u.state(specs).await?;
+        let changed: Vec<String> =
+            upstream_state.differences(&after_takeover).iter().map(|d| format!("{}: {d}", batch.name)).collect();
+        ensure!(changed.is_empty() || !ours_over.is_empty(), "state changed without a mutating call: {changed:?}");
+
+        // 4. Baseline: upstream restarts on its own state.
+        u.stop();
+        u.cluster.proxy.reset_calls();
+        u.start(CcmFlavor::Upstream)?;
+        u.quiet(Duration::from_secs(5), SETTLE).await?;
+        let baseline = u.mutations(&refs_u);
+        let mut budget: BTreeMap<&String, usize> = BTreeMap::new();
+        for m in &baseline {
+            *budget.entry(m).or_default() += 1;
+        }
+        for m in &upstream_over {
+            match budget.get_mut(m) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => report.beyond_baseline.push(format!("{}: {m}", batch.name)),
+            }
+        }
+        let tag = |v: &[String]| v.iter().map(|m| format!("{}: {m}", batch.name)).collect::<Vec<_>>();
+        report.ours_over_upstream.extend(tag(&ours_over));
+        report.upstream_over_ours.extend(tag(&upstream_over));
+        report.upstream_restart.extend(tag(&baseline));
+
+        // 5. Ours deletes everything, in both clusters.
+        u.start(ours())?;
+        o.start(ours())?;
+        let (a, b) = tokio::join!(u.delete_all(specs), o.delete_all(specs));
+        a?;
+        b?;
+        u.cluster.assert_nothing_left().await?;
+        o.cluster.assert_nothing_left().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(err) = result {
+        report.failures.push(format!("batch {}: {err:#}\nupstream side: {}\nour side: {}", batch.name, u.log_tail(), o.log_tail()));
+    }
+    Ok((u.finish().await?, o.finish().await?))
+}
+
+fn compare(batch: &Batch, upstream: &ClusterState, ours: &ClusterState, allowances: &[Allowance], report: &mut Report) {
+    let differences = upstream.differences(ours);
+    for spec in &batch.specs {
+        report.services += 1;
+        let mine: Vec<&Difference> = differences.iter().filter(|d| d.service == spec.name).collect();
+        let outcome_differs = mine.iter().any(|d| d.key == "k8s ingress" || d.key == "type");
+        report.same_outcome += usize::from(!outcome_differs);
+        report.identical += usize::from(mine.iter().all(|d| d.key.starts_with("k8s event")));
+    }
+    let _ = writeln!(report.lines, "\n### batch {} ({} Services)\n", batch.name, batch.specs.len());
+    for d in differences {
+        match allowances.iter().find(|a| a.matches(&d)) {
+            Some(a) => {
+                *report.declared_used.entry(row_id(a)).or_default() += 1;
+                let _ = writeln!(report.lines, "- declared {}: {d}", a.id);
+            }
+            None => {
+                let _ = writeln!(report.lines, "- **undeclared**: {d}");
+                report.undeclared.push(d);
+            }
+        }
+    }
+}
+
+fn render(r: &Report, stale: &[&Allowance]) -> String {
+    let mut out = String::from("# Parity with upstream aws-cloud-controller-manager\n\n");
+    let _ = writeln!(out, "| figure | value |\n|---|---|");
+    let _ = writeln!(out, "| Services in the corpus | {} |", r.services);
+    let _ = writeln!(out, "| same outcome (status, type) | {} |", r.same_outcome);
+    let _ = writeln!(out, "| identical AWS state and status (event reasons aside) | {} |", r.identical);
+    let _ = writeln!(out, "| undeclared differences | {} |", r.undeclared.len());
+    let _ = writeln!(out, "| mutating calls, ours taking over upstream's | {} |", r.ours_over_upstream.len());
+    let _ = writeln!(out, "| mutating calls, upstream taking over ours | {} |", r.upstream_over_ours.len());
+    let _ = writeln!(out, "| mutating calls, upstream restarting on its own (baseline) | {} |", r.upstream_restart.len());
+    let _ = writeln!(out, "| upstream's calls on ours beyond the baseline | {} |", r.beyond_baseline.len());
+    for (title, list) in [
+        ("ours taking over upstream's", &r.ours_over_upstream),
+        ("upstream taking over ours", &r.upstream_over_ours),
+        ("upstream restarting (baseline)", &r.upstream_restart),
+        ("beyond the baseline", &r.beyond_baseline),
+        ("batch failures", &r.failures),
+    ] {
+        if !list.is_empty() {
+            let _ = writeln!(out, "\n## {title}\n\n{}", list.iter().map(|m| format!("- {m}")).collect::<Vec<_>>().join("\n"));
+        }
+    }
+    let _ = writeln!(out, "\n## declared differences seen\n");
+    for (id, n) in &r.declared_used {
+        let _ = writeln!(out, "- {id}: {n}");
+    }
+    if !stale.is_empty() {
+        let _ = writeln!(out, "\n## stale declarations\n\n{stale:?}");
+    }
+    out.push_str("\n## per batch\n");
+    out.push_str(&r.lines);
+    out
+}

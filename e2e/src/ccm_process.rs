@@ -1,0 +1,147 @@
+//! A cloud-controller-manager as a process: ours (the binary cargo built) or upstream's
+//! `aws-cloud-controller-manager` (the test oracle, built by `e2e/upstream/build.sh`), started
+//! the same way with the same cloud-config, so the two can be run side by side.
+//!
+//! Neither binary watches its stdin, so each runs under a small `sh` supervisor that does: it
+//! stops the CCM when its stdin closes, which happens when the test process exits for any
+//! reason. A CCM never outlives the test that started it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::child::ChildProcess;
+use crate::paths;
+
+/// Which cloud-controller-manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CcmFlavor {
+    /// Ours, at this path (`env!("CARGO_BIN_EXE_cloud-controller-manager")` in a test).
+    Ours(PathBuf),
+    /// Upstream's, pinned in `e2e/upstream/version.env`.
+    Upstream,
+}
+
+impl CcmFlavor {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CcmFlavor::Ours(_) => "ours",
+            CcmFlavor::Upstream => "upstream",
+        }
+    }
+}
+
+/// How to start one.
+#[derive(Debug, Clone)]
+pub struct CcmLaunch {
+    pub flavor: CcmFlavor,
+    pub kubeconfig: PathBuf,
+    /// The cloud-config text (written to a file next to the log).
+    pub cloud_config: String,
+    pub cluster_name: String,
+    /// `--controllers`.
+    pub controllers: String,
+    /// Any further flags, e.g. `--concurrent-service-syncs=5`.
+    pub extra_args: Vec<String>,
+    /// Environment on top of dummy credentials.
+    pub envs: Vec<(String, String)>,
+}
+
+/// A running CCM; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct CcmProcess {
+    pub flavor: CcmFlavor,
+    pub port: u16,
+    pub log: PathBuf,
+    process: ChildProcess,
+}
+
+/// The upstream binary (built by `e2e/upstream/build.sh`).
+pub fn upstream_binary() -> PathBuf {
+    paths::repo_root().join("e2e/upstream/bin/aws-cloud-controller-manager")
+}
+
+impl CcmLaunch {
+    /// The flags both binaries understand, then the ones only upstream needs: off-cluster it
+    /// wants kubeconfigs for delegated authentication and authorization, or its serving setup
+    /// complains about in-cluster config.
+    fn args(&self, port: u16, cloud_config: &Path) -> Vec<String> {
+        let kubeconfig = self.kubeconfig.display();
+        let mut args = vec![
+            "--cloud-provider=aws".to_string(),
+            format!("--cloud-config={}", cloud_config.display()),
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--cluster-name={}", self.cluster_name),
+            format!("--controllers={}", self.controllers),
+            "--configure-cloud-routes=false".to_string(),
+            "--leader-elect=false".to_string(),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={port}"),
+        ];
+        if self.flavor == CcmFlavor::Upstream {
+            args.push(format!("--authentication-kubeconfig={kubeconfig}"));
+            args.push(format!("--authorization-kubeconfig={kubeconfig}"));
+            args.push("--v=2".to_string());
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    pub fn start(&self) -> Result<CcmProcess> {
+        let binary = match &self.flavor {
+            CcmFlavor::Ours(path) => path.clone(),
+            CcmFlavor::Upstream => upstream_binary(),
+        };
+        if !binary.exists() {
+            bail!(
+                "{} is missing: build it with e2e/upstream/build.sh (the README's test command does)",
+                binary.display()
+            );
+        }
+        let port = crate::aws_emulator::free_port()?;
+        let name = format!("ccm-{}-{}-{port}", self.flavor.label(), self.cluster_name);
+        let dir = paths::log_dir();
+        let config_path = dir.join(format!("{name}.conf"));
+        std::fs::write(&config_path, &self.cloud_config).with_context(|| format!("writing {}", config_path.display()))?;
+        // The supervisor: start the CCM, say READY, wait for stdin to close, stop the CCM.
+        let script = r#""$@" & pid=$!; echo "READY $pid"; cat >/dev/null; kill -TERM $pid 2>/dev/null; for _ in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL $pid 2>/dev/null; wait $pid"#;
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(script).arg("sh").arg(&binary).args(self.args(port, &config_path));
+        command
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_LOG", "info,cloud_controller_manager=debug,cloud_provider_aws=debug")
+            .env("NO_COLOR", "1")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let process = ChildProcess::spawn(&name, command, &dir, Duration::from_secs(10))?;
+        let log = dir.join(format!("{name}-{}.log", std::process::id()));
+        Ok(CcmProcess { flavor: self.flavor.clone(), port, log, process })
+    }
+}
+
+impl CcmProcess {
+    /// The last `n` lines of its log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "last lines of {} ({}):\n{}",
+            self.log.display(),
+            self.flavor.label(),
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        )
+    }
+
+    /// Whether the CCM itself (not its supervisor) is still running.
+    pub fn is_running(&self) -> bool {
+        let pid = self.process.ready_value();
+        Command::new("kill").args(["-0", pid]).status().is_ok_and(|s| s.success())
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 5 s) and waits.
+    pub fn stop(mut self) {
+        self.process.stop();
+    }
+}
