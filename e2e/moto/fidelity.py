@@ -16,6 +16,9 @@ and "repair" it, and the tests would measure the emulator rather than the contro
 - moto names an NLB `<name>-1.<region>.elb.amazonaws.com`, the shape of a Classic ELB's name;
   AWS's is `<name>-<hex>.elb.<region>.amazonaws.com`. Upstream's CCM tells the two types apart
   by that suffix (and refuses to re-ensure an NLB whose hostname looks classic).
+- moto gives every ELBv2 listener an SslPolicy; AWS gives one only to TLS and HTTPS listeners.
+  Upstream's CCM modifies a TCP listener that reports one.
+- An NLB created without a Scheme has an empty one in moto; AWS makes it internet-facing.
 - ELBv2 attributes AWS always returns are missing, so a CCM that compares what it wants with
   what it reads would write them on every adoption: `access_logs.s3.enabled` (false) on a load
   balancer, and on TCP/UDP/TLS target groups `proxy_protocol_v2.enabled` (false) and
@@ -97,6 +100,8 @@ def _elbv2_default_attributes() -> None:
     def lb_init(self, *args, **kwargs):
         original_lb(self, *args, **kwargs)
         self.attrs.setdefault("access_logs.s3.enabled", "false")
+        if not self.scheme:
+            self.scheme = "internet-facing"
         if self.type == "network":
             region = self.arn.split(":")[3]
             suffix = hashlib.sha256(self.arn.encode()).hexdigest()[:16]
@@ -116,8 +121,20 @@ def _elbv2_default_attributes() -> None:
     elbv2.FakeTargetGroup.__init__ = tg_init
 
 
+def _ssl_policy_only_for_tls() -> None:
+    original = elbv2.ELBv2Backend.create_listener
+
+    def create_listener(self, load_balancer_arn, protocol, port, ssl_policy, *args, **kwargs):
+        if str(protocol).upper() not in ("HTTPS", "TLS"):
+            ssl_policy = None
+        return original(self, load_balancer_arn, protocol, port, ssl_policy, *args, **kwargs)
+
+    elbv2.ELBv2Backend.create_listener = create_listener
+
+
 def apply() -> None:
     _keep_instance_protocols()
     _default_health_check()
     _draining_timeout()
     _elbv2_default_attributes()
+    _ssl_policy_only_for_tls()

@@ -103,7 +103,8 @@ impl CcmLaunch {
         let name = format!("ccm-{}-{}-{port}", self.flavor.label(), self.cluster_name);
         let dir = paths::log_dir();
         let config_path = dir.join(format!("{name}.conf"));
-        std::fs::write(&config_path, &self.cloud_config).with_context(|| format!("writing {}", config_path.display()))?;
+        std::fs::write(&config_path, &self.cloud_config)
+            .with_context(|| format!("writing {}", config_path.display()))?;
         // The supervisor: start the CCM, say READY, wait for stdin to close, stop the CCM.
         let script = r#""$@" & pid=$!; echo "READY $pid"; cat >/dev/null; kill -TERM $pid 2>/dev/null; for _ in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL $pid 2>/dev/null; wait $pid"#;
         let mut command = Command::new("sh");

@@ -94,7 +94,7 @@ fn patterns() -> &'static [(Regex, &'static str)] {
         [
             (r"\b(k8s-[a-z0-9]{0,8}-[a-z0-9]{0,8})-[0-9a-f]{10}\b", "$1-<hash>"),
             (r"arn:aws:elasticloadbalancing:[a-z0-9-]+:[0-9]+:(targetgroup|loadbalancer/net|loadbalancer/app|listener/net|listener/app)/([^/\s]+)/[0-9a-f]+(/[0-9a-f]+)?", "$1/$2"),
-            (r"\b(<lb:[^>]+>)-[0-9a-f]+\.elb\.", "$1-<dns>.elb."),
+            (r"(<lb:[^>]+>)-[0-9a-f]+\.elb\.", "$1-<dns>.elb."),
             (r"\beipalloc-[0-9a-f]+\b", "<eipalloc>"),
             (r"\bsg-[0-9a-f]+\b", "<sg:unnamed>"),
         ]
@@ -206,7 +206,11 @@ pub async fn read(
             state.set(&entry, format!("egress {rule}"), "present");
         }
         for t in g.tags() {
-            state.set(&entry, format!("tag {}", norm.apply(t.key().unwrap_or_default())), norm.apply(t.value().unwrap_or_default()));
+            state.set(
+                &entry,
+                format!("tag {}", norm.apply(t.key().unwrap_or_default())),
+                norm.apply(t.value().unwrap_or_default()),
+            );
         }
     }
     Ok(state)
@@ -232,7 +236,8 @@ fn rules(permissions: &[IpPermission], norm: &Normalizer) -> Vec<String> {
             _ => "all".into(),
         };
         let head = format!("{} {ports}", p.ip_protocol().unwrap_or_default());
-        let desc = |d: Option<&str>| d.filter(|d| !d.is_empty()).map(|d| format!(" {d:?}")).unwrap_or_default();
+        let desc =
+            |d: Option<&str>| d.filter(|d| !d.is_empty()).map(|d| format!(" {:?}", norm.apply(d))).unwrap_or_default();
         for r in p.ip_ranges() {
             out.push(format!("{head} from {}{}", norm.apply(r.cidr_ip().unwrap_or_default()), desc(r.description())));
         }
@@ -405,31 +410,40 @@ async fn network(
         }
         tags_v2(aws, arn, "nlb", norm, out).await?;
         let listeners = elbv2.describe_listeners().load_balancer_arn(arn).send().await?;
-        for l in listeners.listeners() {
-            let port = l.port().unwrap_or_default();
-            let forward: Vec<String> =
-                l.default_actions().iter().filter_map(|a| a.target_group_arn()).map(|a| norm.apply(a)).collect();
-            let certs: Vec<&str> = l.certificates().iter().filter_map(|c| c.certificate_arn()).collect();
-            out.insert(
-                format!("listener {port}"),
-                format!(
-                    "{} certs=[{}] ssl-policy={} → {}",
-                    l.protocol().map(|p| p.as_str()).unwrap_or_default(),
-                    certs.join(","),
-                    l.ssl_policy().unwrap_or("-"),
-                    forward.join(",")
-                ),
-            );
-            tags_v2(aws, l.listener_arn().unwrap_or_default(), &format!("listener {port}"), norm, out).await?;
-        }
         let groups = match elbv2.describe_target_groups().load_balancer_arn(arn).send().await {
             Ok(g) => g.target_groups().to_vec(),
             Err(err) if format!("{err:?}").contains("TargetGroupNotFound") => Vec::new(),
             Err(err) => return Err(err).context("DescribeTargetGroups"),
         };
+        for l in listeners.listeners() {
+            let port = l.port().unwrap_or_default();
+            let forward: Vec<&str> = l.default_actions().iter().filter_map(|a| a.target_group_arn()).collect();
+            let certs: Vec<&str> = l.certificates().iter().filter_map(|c| c.certificate_arn()).collect();
+            let label = format!("listener {port}");
+            out.insert(
+                label.clone(),
+                format!(
+                    "{} certs=[{}] ssl-policy={} → {}",
+                    l.protocol().map(|p| p.as_str()).unwrap_or_default(),
+                    certs.join(","),
+                    l.ssl_policy().unwrap_or("-"),
+                    forward.iter().map(|a| norm.apply(a)).collect::<Vec<_>>().join(",")
+                ),
+            );
+            tags_v2(aws, l.listener_arn().unwrap_or_default(), &label, norm, out).await?;
+            // The target group behind each listener is described under the listener: two
+            // groups of one Service have names that normalize alike.
+            for tg in groups.iter().filter(|g| g.target_group_arn().is_some_and(|a| forward.contains(&a))) {
+                used_groups.insert(tg.target_group_arn().unwrap_or_default().to_string());
+                target_group(aws, tg, &format!("{label} tg"), norm, out).await?;
+            }
+        }
         for tg in &groups {
-            used_groups.insert(tg.target_group_arn().unwrap_or_default().to_string());
-            target_group(aws, tg, norm, out).await?;
+            if !used_groups.contains(tg.target_group_arn().unwrap_or_default()) {
+                used_groups.insert(tg.target_group_arn().unwrap_or_default().to_string());
+                let label = format!("tg without listener {}", norm.apply(tg.target_group_name().unwrap_or_default()));
+                target_group(aws, tg, &label, norm, out).await?;
+            }
         }
     }
     // Target groups of this Service no load balancer uses (leaked by an interrupted create).
@@ -445,7 +459,10 @@ async fn network(
             && !used_groups.contains(arn)
             && tg.vpc_id().is_some_and(|v| norm.apply(v) == "<vpc>")
         {
-            out.insert(format!("unattached {}", norm.apply(tg.target_group_name().unwrap_or_default())), "present".into());
+            out.insert(
+                format!("unattached {}", norm.apply(tg.target_group_name().unwrap_or_default())),
+                "present".into(),
+            );
         }
     }
     Ok(exists)
@@ -454,11 +471,12 @@ async fn network(
 async fn target_group(
     aws: &AwsClients,
     tg: &aws_sdk_elasticloadbalancingv2::types::TargetGroup,
+    label: &str,
     norm: &Normalizer,
     out: &mut BTreeMap<String, String>,
 ) -> Result<()> {
     let arn = tg.target_group_arn().unwrap_or_default();
-    let label = format!("tg {}", norm.apply(tg.target_group_name().unwrap_or_default()));
+    out.insert(format!("{label} name"), norm.apply(tg.target_group_name().unwrap_or_default()));
     out.insert(
         format!("{label} target"),
         format!(
@@ -494,7 +512,7 @@ async fn target_group(
         .collect();
     targets.sort();
     out.insert(format!("{label} targets"), targets.join(","));
-    tags_v2(aws, arn, &label, norm, out).await
+    tags_v2(aws, arn, label, norm, out).await
 }
 
 async fn tags_v2(

@@ -201,15 +201,27 @@ fn classic() -> Vec<Spec> {
         clb("c-sg-and-extra").ann("security-groups", "{sg:user-a}").ann("extra-security-groups", "{sg:user-b}"),
         clb("c-tags").ann("additional-resource-tags", "team=web, env=prod,solo"),
         clb("c-ssl-all").port(80).port(443).ann("ssl-cert", CERT),
-        clb("c-ssl-named").named_port("http", 80, "TCP").named_port("https", 443, "TCP").ann("ssl-cert", CERT).ann("ssl-ports", "https"),
+        clb("c-ssl-named")
+            .named_port("http", 80, "TCP")
+            .named_port("https", 443, "TCP")
+            .ann("ssl-cert", CERT)
+            .ann("ssl-ports", "https"),
         clb("c-ssl-number").port(80).port(443).ann("ssl-cert", CERT).ann("ssl-ports", "443"),
-        clb("c-ssl-http").port(80).port(443).ann("ssl-cert", CERT).ann("ssl-ports", "443").ann("backend-protocol", "http"),
+        clb("c-ssl-http")
+            .port(80)
+            .port(443)
+            .ann("ssl-cert", CERT)
+            .ann("ssl-ports", "443")
+            .ann("backend-protocol", "http"),
         clb("c-ssl-https").port(443).ann("ssl-cert", CERT).ann("backend-protocol", "https"),
         clb("c-ssl-ssl").port(443).ann("ssl-cert", CERT).ann("backend-protocol", "ssl"),
         clb("c-ssl-unmatched").port(80).ann("ssl-cert", CERT).ann("ssl-ports", "8443"),
         clb("c-http").ann("backend-protocol", "http"),
         clb("c-https-no-cert").ann("backend-protocol", "https"),
-        clb("c-ssl-policy").port(443).ann("ssl-cert", CERT).ann("ssl-negotiation-policy", "ELBSecurityPolicy-TLS-1-2-2017-01"),
+        clb("c-ssl-policy")
+            .port(443)
+            .ann("ssl-cert", CERT)
+            .ann("ssl-negotiation-policy", "ELBSecurityPolicy-TLS-1-2-2017-01"),
         clb("c-proxy").port(80).port(81).ann("proxy-protocol", "*"),
         with_all(
             clb("c-access-log"),
@@ -233,15 +245,17 @@ fn classic() -> Vec<Spec> {
         clb("c-local").local(),
         clb("c-local-traffic-port").local().ann("healthcheck-port", "traffic-port"),
         clb("c-ranges-annotation").ann("service.beta.kubernetes.io/load-balancer-source-ranges", RANGES),
-        clb("c-ranges-spec").ranges(&["10.0.0.0/8"]).ann("service.beta.kubernetes.io/load-balancer-source-ranges", "192.168.0.0/16"),
+        clb("c-ranges-spec")
+            .ranges(&["10.0.0.0/8"])
+            .ann("service.beta.kubernetes.io/load-balancer-source-ranges", "192.168.0.0/16"),
         clb("c-node-labels").ann("target-node-labels", "role=edge"),
         clb("c-type-upper-nlb").ann("type", "NLB"),
         clb("c-type-clb").ann("type", "clb"),
         clb("c-unknown-key").ann("scheme", "internal"),
-        clb("c-nlb-keys")
-            .ann("eip-allocations", "{eip:0}")
-            .ann("private-ipv4-addresses", "10.1.2.3")
-            .ann("target-group-attributes", "preserve_client_ip.enabled=false"),
+        clb("c-nlb-keys").ann("eip-allocations", "{eip:0}").ann("private-ipv4-addresses", "10.1.2.3"),
+        clb("c-tg-attributes").ann("target-group-attributes", "preserve_client_ip.enabled=false"),
+        clb("c-backend-upper").ann("backend-protocol", "HTTP"),
+        clb("c-internal-upper-false").ann("internal", "False"),
         clb("c-node-port-missing").no_node_ports().port(80).port_without_node_port(81),
         // Invalid values.
         clb("c-bad-interval").ann("healthcheck-interval", "often"),
@@ -266,7 +280,10 @@ fn network_a() -> Vec<Spec> {
         nlb("n-tags").ann("additional-resource-tags", "team=net,env=prod"),
         nlb("n-tls").port(80).port(443).ann("ssl-cert", CERT).ann("ssl-ports", "443"),
         nlb("n-tls-backend").port(443).ann("ssl-cert", CERT).ann("backend-protocol", "ssl"),
-        nlb("n-tls-policy").port(443).ann("ssl-cert", CERT).ann("ssl-negotiation-policy", "ELBSecurityPolicy-TLS13-1-2-2021-06"),
+        nlb("n-tls-policy")
+            .port(443)
+            .ann("ssl-cert", CERT)
+            .ann("ssl-negotiation-policy", "ELBSecurityPolicy-TLS13-1-2-2021-06"),
         with_all(
             nlb("n-access-log"),
             &[
@@ -292,7 +309,8 @@ fn network_b() -> Vec<Spec> {
         nlb("n-ranges-annotation").ann("service.beta.kubernetes.io/load-balancer-source-ranges", RANGES),
         nlb("n-ranges-spec").ranges(&["10.0.0.0/8"]),
         nlb("n-node-labels").ann("target-node-labels", "role=edge"),
-        nlb("n-tga-set").ann("target-group-attributes", "preserve_client_ip.enabled=false,proxy_protocol_v2.enabled=true"),
+        nlb("n-tga-set")
+            .ann("target-group-attributes", "preserve_client_ip.enabled=false,proxy_protocol_v2.enabled=true"),
         nlb("n-tga-default").ann("target-group-attributes", "proxy_protocol_v2.enabled=false"),
         nlb("n-eip").ann("eip-allocations", "{eip:0},{eip:1}"),
         nlb("n-private-ips")
@@ -330,7 +348,11 @@ pub fn batches() -> Vec<Batch> {
         Batch {
             name: "elb-security-group",
             global: "ElbSecurityGroup = {sg:shared}\n",
-            specs: vec![clb("e-one"), clb("e-two").port(443), clb("e-extra").ann("extra-security-groups", "{sg:user-b}")],
+            specs: vec![
+                clb("e-one"),
+                clb("e-two").port(443),
+                clb("e-extra").ann("extra-security-groups", "{sg:user-b}"),
+            ],
         },
         Batch {
             name: "nlb-managed-groups",
@@ -338,7 +360,10 @@ pub fn batches() -> Vec<Batch> {
             specs: vec![
                 nlb("m-basic"),
                 nlb("m-byo").ann("security-groups", "{sg:user-a}"),
-                nlb("m-ranges").port(80).port(443).ann("service.beta.kubernetes.io/load-balancer-source-ranges", RANGES),
+                nlb("m-ranges")
+                    .port(80)
+                    .port(443)
+                    .ann("service.beta.kubernetes.io/load-balancer-source-ranges", RANGES),
                 nlb("m-udp").udp(53),
             ],
         },

@@ -1,7 +1,9 @@
 //! The differences from upstream we mean, as `docs/differences-from-upstream.md` declares
 //! them: the rows of its table "What the differential test allows". Every cell is a pattern
 //! (`*` matches any text; `(absent)` stands for "no such key"). A difference the comparator
-//! finds must match a row; a row that matches nothing is stale and fails the test too.
+//! finds must match a row; a row that matches nothing is stale and fails the test too, unless
+//! its first cell ends with `(sometimes)`: a difference that depends on the order in which
+//! Services are reconciled shows in some runs only.
 
 use anyhow::{Context, Result, bail};
 use ccm_e2e::lb_state::Difference;
@@ -13,6 +15,8 @@ const HEADING: &str = "## What the differential test allows";
 pub struct Allowance {
     /// The difference's anchor in the document, e.g. `D3`.
     pub id: String,
+    /// Shows in some runs only (order-dependent); never stale.
+    pub sometimes: bool,
     pub service: String,
     pub key: String,
     pub upstream: String,
@@ -26,13 +30,15 @@ pub fn load() -> Result<Vec<Allowance>> {
     let Some(section) = text.split(HEADING).nth(1) else { bail!("{DOC} has no section {HEADING:?}") };
     let mut out = Vec::new();
     for line in section.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')) {
-        let cells: Vec<String> = line.trim_matches('|').split(" | ").map(|c| c.trim().trim_matches('`').to_string()).collect();
+        let cells: Vec<String> =
+            line.trim_matches('|').split(" | ").map(|c| c.trim().trim_matches('`').to_string()).collect();
         if cells.len() != 5 || cells[0] == "difference" || cells[0].starts_with("---") {
             continue;
         }
         let id = cells[0].trim_start_matches('[').split(']').next().unwrap_or_default().to_string();
         out.push(Allowance {
             id,
+            sometimes: cells[0].ends_with("(sometimes)"),
             service: cells[1].clone(),
             key: cells[2].clone(),
             upstream: cells[3].clone(),

@@ -60,6 +60,13 @@ impl Side {
         let mut norm = Normalizer::for_vpc(&vpc);
         let mut fill = BTreeMap::new();
         let ec2 = &cluster.direct.ec2;
+        // The seed tags roles in the first zone only, so in the second a public and a private
+        // subnet tie and both CCMs pick the lexicographically smaller ID: a coin toss between
+        // two clusters. Role tags there too make the choice the same on both sides.
+        for s in vpc.subnets.iter().skip(2) {
+            let role = if s.public { "kubernetes.io/role/elb" } else { "kubernetes.io/role/internal-elb" };
+            ec2.create_tags().resources(&s.id).tags(Tag::builder().key(role).value("1").build()).send().await?;
+        }
         for (name, description) in USER_GROUPS {
             let id = ec2
                 .create_security_group()
@@ -243,9 +250,14 @@ impl Side {
     pub async fn events(&self, name: &str) -> Result<Vec<(String, String)>> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), "default");
         let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await?;
+        // The service controller's events only (the apiserver reports on Services too).
         let mut out: Vec<(String, String)> = list
             .items
             .into_iter()
+            .filter(|e| {
+                e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("service-controller")
+                    || e.reporting_component.as_deref() == Some("service-controller")
+            })
             .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
             .collect();
         out.sort();
@@ -278,33 +290,60 @@ impl Side {
         Ok(state)
     }
 
-    /// The mutating calls the proxy recorded, each with the object it was about, normalized.
-    pub fn mutations(&self, refs: &[ServiceRef]) -> Vec<String> {
+    /// The mutating calls the proxy recorded, each with the object it was about (and, for a
+    /// rule, its source), normalized.
+    pub async fn mutations(&self, refs: &[ServiceRef]) -> Result<Vec<String>> {
         let mut norm = self.norm.clone();
         norm.add_services(refs);
-        const SUBJECTS: [&str; 8] = [
+        // Groups made since the state was read get their names too.
+        let groups = self
+            .cluster
+            .direct
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(&self.vpc.vpc_id).build())
+            .send()
+            .await?;
+        for g in groups.security_groups() {
+            let (id, name) = (g.group_id().unwrap_or_default(), g.group_name().unwrap_or_default());
+            if id != self.vpc.node_security_group_id && !USER_GROUPS.iter().any(|(n, _)| *n == name) {
+                let symbol = format!("<sg:{}>", norm.apply(name));
+                norm.add(id, &symbol);
+            }
+        }
+        const SUBJECTS: [&str; 9] = [
             "LoadBalancerName",
             "LoadBalancerNames.member.1",
             "LoadBalancerArn",
             "TargetGroupArn",
             "ListenerArn",
             "GroupId",
+            "GroupName",
             "ResourceArns.member.1",
             "Name",
         ];
-        self.cluster
+        const DETAILS: [&str; 3] = [
+            "IpPermissions.1.Groups.1.GroupId",
+            "IpPermissions.1.IpRanges.1.Description",
+            "IpPermissions.1.IpRanges.1.CidrIp",
+        ];
+        let pick = |params: &[(String, String)], keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| params.iter().find(|(p, _)| p == k).map(|(_, v)| norm.apply(v)))
+                .unwrap_or_default()
+        };
+        Ok(self
+            .cluster
             .proxy
             .calls()
             .iter()
             .filter(|r| r.call.is_mutating() && r.fault.is_none())
             .map(|r| {
-                let subject = SUBJECTS
-                    .iter()
-                    .find_map(|k| r.params.iter().find(|(p, _)| p == k).map(|(_, v)| norm.apply(v)))
-                    .unwrap_or_default();
-                format!("{}/{} {subject}", r.call.service, r.call.action)
+                let detail = pick(&r.params, &DETAILS);
+                let detail = if detail.is_empty() { detail } else { format!(" ({detail})") };
+                format!("{}/{} {}{detail}", r.call.service, r.call.action, pick(&r.params, &SUBJECTS))
             })
-            .collect()
+            .collect())
     }
 
     /// Deletes every Service (ours must be running) and waits until they are gone.

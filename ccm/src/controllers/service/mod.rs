@@ -274,6 +274,11 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
         }
         Err(err) => {
             ctx.events.warning(&object, "SyncLoadBalancerFailed", format!("Error syncing load balancer: {err}")).await;
+            // Only a change of the Service fixes this; until then its existing load balancer
+            // still follows the Nodes (host updates), as it would under upstream.
+            if err.retry() == cloud_provider::Retry::Never {
+                remember();
+            }
             Err(err.into())
         }
     }

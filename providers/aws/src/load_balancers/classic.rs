@@ -85,7 +85,8 @@ impl AwsLoadBalancers {
                 ("HTTP".to_string(), self.settings.shared_probe_port, self.settings.shared_probe_path.clone())
             }
             _ => {
-                let ssl = matches!(cfg.backend_protocol, Some(BackendProtocol::Ssl | BackendProtocol::Https));
+                // Upstream lower-cases the annotation here (and only here).
+                let ssl = cfg.backend_ssl_health;
                 (if ssl { "SSL" } else { "TCP" }.to_string(), first_node_port, "/".to_string())
             }
         };
@@ -127,8 +128,8 @@ impl AwsLoadBalancers {
             let group = self.ensure_owned_group(&sg_name, &description, &cfg.additional_tags).await?;
             let mut wanted = Vec::new();
             for range in &cfg.source_ranges {
-                for port in &cfg.ports {
-                    wanted.push(Rule::tcp(port.port, Source::Cidr(range.clone())));
+                for port in &cfg.all_ports {
+                    wanted.push(Rule::tcp(*port, Source::Cidr(range.clone())));
                 }
                 wanted.push(Rule::icmp_mtu(Source::Cidr(range.clone())));
             }
@@ -359,6 +360,9 @@ impl AwsLoadBalancers {
         Ok(())
     }
 
+    /// Access log, connection draining, idle timeout and cross-zone, as upstream sets them:
+    /// what the annotations give (and the four defaults), nothing more. A field the Service
+    /// leaves unset is not compared, so values AWS fills in by itself cause no write.
     async fn classic_attributes(&self, name: &str, cfg: &LbConfig) -> Result<(), CloudError> {
         let out = self
             .calls
@@ -368,50 +372,39 @@ impl AwsLoadBalancers {
             )
             .await?;
         let have = out.load_balancer_attributes();
-        let cross_zone = have.and_then(|a| a.cross_zone_load_balancing()).map(CrossZoneLoadBalancing::enabled);
-        let draining = have.and_then(|a| a.connection_draining()).map(|d| (d.enabled(), d.timeout()));
-        let idle = have.and_then(|a| a.connection_settings()).map(ConnectionSettings::idle_timeout);
-        let log = have.and_then(|a| a.access_log()).map(|l| {
-            (
-                l.enabled(),
-                l.s3_bucket_name().unwrap_or_default().to_string(),
-                l.s3_bucket_prefix().unwrap_or_default().to_string(),
-                l.emit_interval(),
-            )
+        let same = |want: Option<&str>, have: Option<&str>| want.is_none() || want == have;
+        let same_i32 = |want: Option<i32>, have: Option<i32>| want.is_none() || want == have;
+        let log_matches = have.and_then(|a| a.access_log()).is_some_and(|l| {
+            l.enabled() == cfg.access_log_enabled
+                && same_i32(cfg.access_log_interval, l.emit_interval())
+                && same(cfg.access_log_bucket.as_deref(), l.s3_bucket_name())
+                && same(cfg.access_log_prefix.as_deref(), l.s3_bucket_prefix())
         });
-        // Only the fields this controller owns are compared, so values AWS fills in by itself
-        // do not cause a modification on every sync.
-        let want_log = (
-            cfg.access_log_enabled,
-            if cfg.access_log_enabled { cfg.access_log_bucket.clone().unwrap_or_default() } else { String::new() },
-            if cfg.access_log_enabled { cfg.access_log_prefix.clone().unwrap_or_default() } else { String::new() },
-        );
-        let log_matches = log.as_ref().is_some_and(|(enabled, bucket, prefix, interval)| {
-            *enabled == want_log.0
-                && (!want_log.0
-                    || (bucket == &want_log.1 && prefix == &want_log.2 && *interval == Some(cfg.access_log_interval)))
-        });
-        let matches = cross_zone == Some(cfg.cross_zone)
-            && draining.is_some_and(|(e, t)| e == cfg.draining_enabled && (!e || t == Some(cfg.draining_timeout)))
-            && idle == Some(cfg.idle_timeout)
-            && log_matches;
+        let draining_matches = have
+            .and_then(|a| a.connection_draining())
+            .is_some_and(|d| d.enabled() == cfg.draining_enabled && same_i32(cfg.draining_timeout, d.timeout()));
+        let matches = log_matches
+            && draining_matches
+            && have.and_then(|a| a.cross_zone_load_balancing()).map(CrossZoneLoadBalancing::enabled)
+                == Some(cfg.cross_zone)
+            && have.and_then(|a| a.connection_settings()).map(ConnectionSettings::idle_timeout)
+                == Some(cfg.idle_timeout);
         if matches {
             return Ok(());
         }
-        let mut access_log = AccessLog::builder().enabled(cfg.access_log_enabled);
-        if cfg.access_log_enabled {
-            access_log = access_log
-                .emit_interval(cfg.access_log_interval)
-                .set_s3_bucket_name(cfg.access_log_bucket.clone())
-                .set_s3_bucket_prefix(cfg.access_log_prefix.clone());
-        }
+        let access_log = AccessLog::builder()
+            .enabled(cfg.access_log_enabled)
+            .set_emit_interval(cfg.access_log_interval)
+            .set_s3_bucket_name(cfg.access_log_bucket.clone())
+            .set_s3_bucket_prefix(cfg.access_log_prefix.clone())
+            .build();
         let attributes = LoadBalancerAttributes::builder()
             .cross_zone_load_balancing(CrossZoneLoadBalancing::builder().enabled(cfg.cross_zone).build())
             .connection_draining(
-                ConnectionDraining::builder().enabled(cfg.draining_enabled).timeout(cfg.draining_timeout).build(),
+                ConnectionDraining::builder().enabled(cfg.draining_enabled).set_timeout(cfg.draining_timeout).build(),
             )
             .connection_settings(ConnectionSettings::builder().idle_timeout(cfg.idle_timeout).build().expect("idle"))
-            .access_log(access_log.build())
+            .access_log(access_log)
             .build();
         let r =
             self.elb.modify_load_balancer_attributes().load_balancer_name(name).load_balancer_attributes(attributes);
@@ -428,12 +421,22 @@ impl AwsLoadBalancers {
         cfg: &LbConfig,
         nodes: &[NodeInfo],
     ) -> Result<(), CloudError> {
-        let instances = self.target_instances(cfg, nodes).await?;
+        let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
         if !self.settings.disable_security_group_ingress
             && let Some(lb_group) = groups.first()
         {
             self.ensure_node_group_references(lb_group, &instances).await?;
         }
+        self.classic_register(name, lb, &instances).await
+    }
+
+    /// Registers and deregisters instances so that exactly `instances` are behind the ELB.
+    pub(crate) async fn classic_register(
+        &self,
+        name: &str,
+        lb: &LoadBalancerDescription,
+        instances: &[aws_sdk_ec2::types::Instance],
+    ) -> Result<(), CloudError> {
         let want: BTreeSet<String> = instances.iter().filter_map(|i| i.instance_id().map(String::from)).collect();
         let have: BTreeSet<String> = lb.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
         let register: Vec<ElbInstance> =

@@ -202,13 +202,12 @@ impl AwsLoadBalancers {
     /// The instances behind the eligible Nodes that carry the target-node labels.
     pub(crate) async fn target_instances(
         &self,
-        cfg: &LbConfig,
+        target_node_labels: &BTreeMap<String, String>,
         nodes: &[NodeInfo],
     ) -> Result<Vec<Instance>, CloudError> {
         let mut out = Vec::new();
         for node in nodes {
-            let labelled = cfg
-                .target_node_labels
+            let labelled = target_node_labels
                 .iter()
                 .all(|(k, v)| node.labels.get(k).is_some_and(|have| v.is_empty() || have == v));
             if !labelled {
@@ -257,6 +256,11 @@ impl AwsLoadBalancers {
             }
         }
         Ok(chosen.into_values().collect())
+    }
+
+    /// Every security group in the cluster's VPC (one call; callers filter).
+    pub(crate) async fn vpc_groups(&self) -> Result<Vec<SecurityGroup>, CloudError> {
+        Ok(self.ec2.security_groups(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?)
     }
 
     pub(crate) fn is_cluster_group(&self, g: &SecurityGroup) -> bool {
@@ -386,10 +390,24 @@ impl AwsLoadBalancers {
         Ok(())
     }
 
-    fn parse(service: &ServiceInfo) -> Result<Option<(LbConfig, Vec<String>)>, CloudError> {
+    /// The Service's config, or `None` when another controller owns it. Settings of the
+    /// cloud-config that change what an annotation means are applied here.
+    fn parse(&self, service: &ServiceInfo) -> Result<Option<(LbConfig, Vec<String>)>, CloudError> {
         match service_config::parse(service) {
             Parsed::Elsewhere => Ok(None),
-            Parsed::Ok { config, warnings } => Ok(Some((*config, warnings))),
+            Parsed::Ok { mut config, mut warnings } => {
+                if config.kind == Kind::Nlb
+                    && !self.settings.nlb_security_groups_managed
+                    && !config.security_groups.is_empty()
+                {
+                    warnings.push(format!(
+                        "{} on an NLB needs NLBSecurityGroupMode = Managed in the cloud-config; ignored",
+                        annotations::SECURITY_GROUPS
+                    ));
+                    config.security_groups.clear();
+                }
+                Ok(Some((*config, warnings)))
+            }
             Parsed::Invalid(problems) => Err(CloudError::invalid(
                 "aws/lb.annotations",
                 format!(
@@ -399,6 +417,25 @@ impl AwsLoadBalancers {
                 ),
             )),
         }
+    }
+
+    /// Node changes for a Service whose annotations are invalid: the load balancer it already
+    /// has (if any) keeps following the Nodes, so an unrelated typo never strands traffic on
+    /// Nodes that are gone. Only targets change; nothing the annotations describe.
+    async fn hosts_only(&self, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<(), CloudError> {
+        let labels = service_config::target_node_labels(&service.annotations);
+        let instances = self.target_instances(&labels, nodes).await?;
+        let name = names::load_balancer_name(&service.uid);
+        if let Some(lb) = self.classic_describe(&name).await.map_err(from_aws)? {
+            return self.classic_register(&name, &lb, &instances).await;
+        }
+        if let Some(lb) = self.nlb_describe(&name).await? {
+            for tg in self.target_groups_of(lb.load_balancer_arn().unwrap_or_default()).await.map_err(from_aws)? {
+                let port = u16::try_from(tg.port().unwrap_or_default()).unwrap_or_default();
+                self.nlb_targets(tg.target_group_arn().unwrap_or_default(), port, &instances).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -429,7 +466,7 @@ impl LoadBalancers for AwsLoadBalancers {
         service: &ServiceInfo,
         nodes: &[NodeInfo],
     ) -> Result<LoadBalancerStatus, CloudError> {
-        let Some((cfg, warnings)) = Self::parse(service)? else { return Err(CloudError::ImplementedElsewhere) };
+        let Some((cfg, warnings)) = self.parse(service)? else { return Err(CloudError::ImplementedElsewhere) };
         // A type change: the other type's load balancer, if there is one, goes first with all
         // it owns (upstream refuses the change). One describe when there is none.
         let name = names::load_balancer_name(&cfg.uid);
@@ -454,7 +491,14 @@ impl LoadBalancers for AwsLoadBalancers {
     }
 
     async fn update_hosts(&self, cluster: &str, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<(), CloudError> {
-        let Some((cfg, _)) = Self::parse(service)? else { return Err(CloudError::ImplementedElsewhere) };
+        let cfg = match self.parse(service) {
+            Ok(Some((cfg, _))) => cfg,
+            Ok(None) => return Err(CloudError::ImplementedElsewhere),
+            Err(_) => {
+                tracing::warn!(service = %service.key(), "annotations invalid; updating the existing load balancer's targets only");
+                return self.hosts_only(service, nodes).await;
+            }
+        };
         match cfg.kind {
             Kind::Classic => self.classic_update_hosts(&cfg, nodes).await,
             Kind::Nlb => self.nlb_ensure(&cfg, cluster, nodes).await.map(|_| ()),

@@ -73,13 +73,17 @@ pub struct LbConfig {
     pub ssl_ports: Option<BTreeSet<String>>,
     pub ssl_negotiation_policy: Option<String>,
     pub backend_protocol: Option<BackendProtocol>,
+    /// A Classic ELB's default health check is SSL: backend-protocol is `https` or `ssl` in any case.
+    pub backend_ssl_health: bool,
     pub proxy_protocol: bool,
     pub access_log_enabled: bool,
-    pub access_log_interval: i32,
+    /// `None`: not annotated (upstream then sends none).
+    pub access_log_interval: Option<i32>,
     pub access_log_bucket: Option<String>,
     pub access_log_prefix: Option<String>,
     pub draining_enabled: bool,
-    pub draining_timeout: i32,
+    /// `None`: not annotated (upstream then sends none; AWS keeps its 300 s).
+    pub draining_timeout: Option<i32>,
     pub idle_timeout: i32,
     pub cross_zone: bool,
     pub health: HealthOverrides,
@@ -89,6 +93,9 @@ pub struct LbConfig {
     pub private_ipv4_addresses: Vec<String>,
     pub source_ranges: Vec<String>,
     pub ports: Vec<Port>,
+    /// Every Service port, also those without a nodePort: upstream opens them all on a Classic
+    /// ELB's own security group.
+    pub all_ports: Vec<u16>,
     pub local_traffic: bool,
     pub health_check_node_port: Option<u16>,
 }
@@ -105,33 +112,49 @@ pub enum Parsed {
     Invalid(Vec<String>),
 }
 
-/// The load balancer type a Service asks for, from its annotation alone.
+/// The load balancer type a Service asks for, from its annotation alone, read exactly as
+/// upstream reads it: only `nlb` is an NLB, only `nlb-ip` / `external` are another
+/// controller's, anything else (`NLB`, ` nlb`, `clb`) is a Classic ELB. A looser reading would
+/// replace a working load balancer on migration.
 pub fn requested_kind(annotations: &BTreeMap<String, String>) -> Option<Kind> {
-    match annotations.get(a::TYPE).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+    match annotations.get(a::TYPE).map(String::as_str) {
         Some("nlb") => Some(Kind::Nlb),
         Some("nlb-ip" | "external") => None,
         _ => Some(Kind::Classic),
     }
 }
 
+/// Comma-separated, each item trimmed, empty items dropped (upstream's list reading).
 fn list(value: &str) -> Vec<String> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
+/// `k1=v1,k2=,k3` as upstream reads it: each item trimmed, split at `=`, the first two parts
+/// taken as they are (`a=b=c` is `a` → `b`; `k = v` keeps the spaces around `=`).
 fn map(value: &str) -> BTreeMap<String, String> {
-    list(value)
-        .into_iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
-            None => (kv, String::new()),
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for item in value.trim().split(',') {
+        let parts: Vec<&str> = item.trim().split('=').collect();
+        match parts.as_slice() {
+            [key, value, ..] if !key.is_empty() => out.insert(key.to_string(), value.to_string()),
+            [key] if !key.is_empty() => out.insert(key.to_string(), String::new()),
+            _ => None,
+        };
+    }
+    out
 }
 
+/// `target-node-labels`, read on its own (for host updates of a Service whose other
+/// annotations are invalid).
+pub fn target_node_labels(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    annotations.get(a::TARGET_NODE_LABELS).map(|v| map(v)).unwrap_or_default()
+}
+
+/// Go's `strconv.ParseBool`, which upstream uses: exactly these spellings.
 fn boolean(key: &str, value: &str, errors: &mut Vec<String>) -> bool {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "t" => true,
-        "false" | "0" | "f" => false,
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
         _ => {
             errors.push(format!("{key}: {value:?} is not true or false"));
             false
@@ -139,8 +162,9 @@ fn boolean(key: &str, value: &str, errors: &mut Vec<String>) -> bool {
     }
 }
 
+/// A whole number in `min..=max` (no spaces, as Go's `strconv.ParseInt`).
 fn number(key: &str, value: &str, min: i32, max: i32, errors: &mut Vec<String>) -> Option<i32> {
-    match value.trim().parse::<i32>() {
+    match value.parse::<i32>() {
         Ok(n) if (min..=max).contains(&n) => Some(n),
         _ => {
             errors.push(format!("{key}: {value:?} is not a whole number from {min} to {max}"));
@@ -149,68 +173,73 @@ fn number(key: &str, value: &str, min: i32, max: i32, errors: &mut Vec<String>) 
     }
 }
 
+/// What parsing found wrong (blocks the Service) or worth saying (a Warning event).
+#[derive(Default)]
+struct Problems {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Reads the annotations that apply to the load balancer's type; the others were reported by
+/// [`check_keys`] and are not read at all.
+struct Reader<'a> {
+    ann: &'a BTreeMap<String, String>,
+    kind: Kind,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&self, key: &str) -> Option<&'a str> {
+        let applies = a::find(key).is_none_or(|found| {
+            matches!(
+                (found.applies, self.kind),
+                (Applies::Both, _) | (Applies::Classic, Kind::Classic) | (Applies::Nlb, Kind::Nlb)
+            )
+        });
+        self.ann.get(key).map(String::as_str).filter(|_| applies)
+    }
+}
+
+/// Keys upstream rejects on the other type (its validation); every other key of the other type
+/// is ignored there, with a Warning here.
+fn rejected_on_other_type(key: &str) -> bool {
+    key == a::EXTRA_SECURITY_GROUPS || key == a::TARGET_GROUP_ATTRIBUTES
+}
+
 pub fn parse(service: &ServiceInfo) -> Parsed {
     let ann = &service.annotations;
     let Some(kind) = requested_kind(ann) else { return Parsed::Elsewhere };
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    if let Some(t) = ann.get(a::TYPE)
-        && !matches!(t.trim().to_ascii_lowercase().as_str(), "nlb" | "clb" | "elb" | "")
-    {
-        warnings.push(format!("{}: {t:?} is not a type this controller knows; a Classic ELB is made", a::TYPE));
-    }
-    let get = |key: &str| ann.get(key).map(String::as_str);
-
-    // Keys: unknown ones warn, ones for the other type are errors.
-    for key in ann.keys() {
-        match a::find(key) {
-            Some(annotation) => {
-                let fits = matches!(
-                    (annotation.applies, kind),
-                    (Applies::Both, _) | (Applies::Classic, Kind::Classic) | (Applies::Nlb, Kind::Nlb)
-                );
-                if !fits {
-                    errors.push(format!(
-                        "{key} applies to {} only, not to this {}",
-                        annotation.applies.label(),
-                        kind.label()
-                    ));
-                }
-            }
-            None if key.starts_with(a::AWS_PREFIX) => warnings.push(format!(
-                "{key} is not an annotation this controller knows (the AWS Load Balancer Controller's?); ignored"
-            )),
-            None => {}
-        }
-    }
-
+    let mut p = Problems::default();
+    check_keys(ann, kind, &mut p);
+    let reader = Reader { ann, kind };
+    let get = |key: &str| reader.get(key);
     let mut config = LbConfig {
         kind,
         namespace: service.namespace.clone(),
         name: service.name.clone(),
         uid: service.uid.clone(),
-        internal: get(a::INTERNAL).is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("false")),
+        internal: false,
         subnets: get(a::SUBNETS).map(list),
         security_groups: get(a::SECURITY_GROUPS).map(list).unwrap_or_default(),
         extra_security_groups: get(a::EXTRA_SECURITY_GROUPS).map(list).unwrap_or_default(),
         additional_tags: get(a::ADDITIONAL_RESOURCE_TAGS).map(map).unwrap_or_default(),
-        ssl_cert: get(a::SSL_CERT).map(str::trim).filter(|v| !v.is_empty()).map(String::from),
-        ssl_ports: get(a::SSL_PORTS).map(list).filter(|l| !l.iter().any(|p| p == "*")).map(|l| l.into_iter().collect()),
+        ssl_cert: get(a::SSL_CERT).filter(|v| !v.is_empty()).map(String::from),
+        ssl_ports: None,
         ssl_negotiation_policy: get(a::SSL_NEGOTIATION_POLICY)
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(String::from),
         backend_protocol: None,
+        backend_ssl_health: get(a::BACKEND_PROTOCOL)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "https" | "ssl")),
         proxy_protocol: false,
-        access_log_enabled: get(a::ACCESS_LOG_ENABLED).is_some_and(|v| boolean(a::ACCESS_LOG_ENABLED, v, &mut errors)),
-        access_log_interval: 60,
-        access_log_bucket: get(a::ACCESS_LOG_S3_BUCKET_NAME).map(String::from),
-        access_log_prefix: get(a::ACCESS_LOG_S3_BUCKET_PREFIX).map(String::from),
-        draining_enabled: get(a::CONNECTION_DRAINING_ENABLED)
-            .is_some_and(|v| boolean(a::CONNECTION_DRAINING_ENABLED, v, &mut errors)),
-        draining_timeout: 300,
+        access_log_enabled: false,
+        access_log_interval: None,
+        access_log_bucket: get(a::ACCESS_LOG_S3_BUCKET_NAME).filter(|v| !v.is_empty()).map(String::from),
+        access_log_prefix: get(a::ACCESS_LOG_S3_BUCKET_PREFIX).filter(|v| !v.is_empty()).map(String::from),
+        draining_enabled: false,
+        draining_timeout: None,
         idle_timeout: 60,
-        cross_zone: get(a::CROSS_ZONE).is_some_and(|v| boolean(a::CROSS_ZONE, v, &mut errors)),
+        cross_zone: false,
         health: HealthOverrides::default(),
         target_node_labels: get(a::TARGET_NODE_LABELS).map(map).unwrap_or_default(),
         target_group_attributes: BTreeMap::new(),
@@ -218,53 +247,116 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
         private_ipv4_addresses: get(a::PRIVATE_IPV4_ADDRESSES).map(list).unwrap_or_default(),
         source_ranges: Vec::new(),
         ports: Vec::new(),
+        all_ports: service.ports.iter().map(|p| p.port).collect(),
         local_traffic: service.external_traffic_policy == TrafficPolicy::Local,
         health_check_node_port: service.health_check_node_port,
     };
+    read_internal(get(a::INTERNAL), &mut config, &mut p);
+    read_attributes(&reader, &mut config, &mut p.errors);
+    read_health(&reader, &mut config, &mut p.errors);
+    read_target_group_attributes(get(a::TARGET_GROUP_ATTRIBUTES), service, &mut config, &mut p.errors);
+    read_ids(&config, &mut p.errors);
+    read_source_ranges(service, get(a::SOURCE_RANGES), &mut config, &mut p.errors);
+    read_spec(service, &mut config, &mut p);
+    read_tls(&reader, &mut config, &mut p);
 
-    if let Some(v) = get(a::BACKEND_PROTOCOL) {
-        config.backend_protocol = match v.trim().to_ascii_lowercase().as_str() {
-            "tcp" => Some(BackendProtocol::Tcp),
-            "ssl" => Some(BackendProtocol::Ssl),
-            "http" => Some(BackendProtocol::Http),
-            "https" => Some(BackendProtocol::Https),
-            _ => {
-                errors.push(format!("{}: {v:?} is not tcp, ssl, http or https", a::BACKEND_PROTOCOL));
-                None
-            }
-        };
-        if kind == Kind::Nlb && matches!(config.backend_protocol, Some(BackendProtocol::Http | BackendProtocol::Https))
-        {
-            errors.push(format!("{}: an NLB supports only tcp or ssl", a::BACKEND_PROTOCOL));
-        }
+    if p.errors.is_empty() {
+        Parsed::Ok { config: Box::new(config), warnings: p.warnings }
+    } else {
+        Parsed::Invalid(p.errors)
     }
-    if let Some(v) = get(a::PROXY_PROTOCOL) {
-        if v.trim() == "*" {
-            config.proxy_protocol = true;
+}
+
+/// Unknown `aws-load-balancer-*` keys and keys of the other type: a Warning (they are ignored,
+/// as upstream ignores them), except the two upstream rejects.
+fn check_keys(ann: &BTreeMap<String, String>, kind: Kind, p: &mut Problems) {
+    if let Some(t) = ann.get(a::TYPE)
+        && !matches!(t.as_str(), "nlb" | "nlb-ip" | "external")
+    {
+        let hint = if matches!(t.trim().to_ascii_lowercase().as_str(), "nlb" | "nlb-ip" | "external") {
+            format!(
+                " (upstream reads only the exact lowercase {:?}; fix the value to change the type)",
+                t.trim().to_ascii_lowercase()
+            )
         } else {
-            errors.push(format!("{}: {v:?}: only `*` (all ports) is supported", a::PROXY_PROTOCOL));
+            String::new()
+        };
+        p.warnings.push(format!("{}: {t:?} is not nlb, nlb-ip or external, so this is a Classic ELB{hint}", a::TYPE));
+    }
+    for key in ann.keys() {
+        match a::find(key) {
+            Some(annotation) => {
+                let fits = matches!(
+                    (annotation.applies, kind),
+                    (Applies::Both, _) | (Applies::Classic, Kind::Classic) | (Applies::Nlb, Kind::Nlb)
+                );
+                if fits {
+                    continue;
+                }
+                let what =
+                    format!("{key} applies to {} only, not to this {}", annotation.applies.label(), kind.label());
+                if rejected_on_other_type(key) {
+                    p.errors.push(what);
+                } else {
+                    p.warnings.push(format!("{what}; ignored"));
+                }
+            }
+            None if key.starts_with(a::AWS_PREFIX) => p.warnings.push(format!(
+                "{key} is not an annotation this controller knows (the AWS Load Balancer Controller's?); ignored"
+            )),
+            None => {}
         }
     }
-    if let Some(v) = get(a::ACCESS_LOG_EMIT_INTERVAL) {
-        match v.trim() {
-            "5" => config.access_log_interval = 5,
-            "60" => config.access_log_interval = 60,
+}
+
+/// Upstream: internal unless the value is empty or exactly `false`.
+fn read_internal(value: Option<&str>, config: &mut LbConfig, p: &mut Problems) {
+    let Some(v) = value else { return };
+    config.internal = !v.is_empty() && v != "false";
+    if config.internal && v.trim().eq_ignore_ascii_case("false") {
+        p.warnings.push(format!(
+            "{}: {v:?} is read as internal, as upstream reads it (only the exact value false is not)",
+            a::INTERNAL
+        ));
+    }
+}
+
+/// Access logs, connection draining and idle timeout (Classic), cross-zone (both), proxy
+/// protocol (Classic).
+fn read_attributes(r: &Reader<'_>, config: &mut LbConfig, errors: &mut Vec<String>) {
+    config.access_log_enabled = r.get(a::ACCESS_LOG_ENABLED).is_some_and(|v| boolean(a::ACCESS_LOG_ENABLED, v, errors));
+    config.draining_enabled =
+        r.get(a::CONNECTION_DRAINING_ENABLED).is_some_and(|v| boolean(a::CONNECTION_DRAINING_ENABLED, v, errors));
+    config.cross_zone = r.get(a::CROSS_ZONE).is_some_and(|v| boolean(a::CROSS_ZONE, v, errors));
+    if let Some(v) = r.get(a::PROXY_PROTOCOL) {
+        match v {
+            "*" => config.proxy_protocol = true,
+            "" => {}
+            _ => errors.push(format!("{}: {v:?}: only `*` (all ports) is supported", a::PROXY_PROTOCOL)),
+        }
+    }
+    if let Some(v) = r.get(a::ACCESS_LOG_EMIT_INTERVAL) {
+        match v {
+            "5" => config.access_log_interval = Some(5),
+            "60" => config.access_log_interval = Some(60),
             _ => errors.push(format!("{}: {v:?} is not 5 or 60", a::ACCESS_LOG_EMIT_INTERVAL)),
         }
     }
-    if config.access_log_enabled && config.access_log_bucket.as_deref().is_none_or(str::is_empty) {
+    if config.access_log_enabled && config.access_log_bucket.is_none() {
         errors.push(format!("{} is true but {} is missing", a::ACCESS_LOG_ENABLED, a::ACCESS_LOG_S3_BUCKET_NAME));
     }
-    if let Some(v) = get(a::CONNECTION_DRAINING_TIMEOUT) {
-        config.draining_timeout = number(a::CONNECTION_DRAINING_TIMEOUT, v, 1, 3600, &mut errors).unwrap_or(300);
+    if let Some(v) = r.get(a::CONNECTION_DRAINING_TIMEOUT) {
+        config.draining_timeout = number(a::CONNECTION_DRAINING_TIMEOUT, v, 1, 3600, errors);
     }
-    if let Some(v) = get(a::CONNECTION_IDLE_TIMEOUT) {
-        config.idle_timeout = number(a::CONNECTION_IDLE_TIMEOUT, v, 1, 4000, &mut errors).unwrap_or(60);
+    if let Some(v) = r.get(a::CONNECTION_IDLE_TIMEOUT) {
+        config.idle_timeout = number(a::CONNECTION_IDLE_TIMEOUT, v, 1, 4000, errors).unwrap_or(60);
     }
+}
 
-    // Health check.
-    if let Some(v) = get(a::HEALTHCHECK_PROTOCOL) {
-        let p = v.trim().to_ascii_uppercase();
+fn read_health(r: &Reader<'_>, config: &mut LbConfig, errors: &mut Vec<String>) {
+    let kind = config.kind;
+    if let Some(v) = r.get(a::HEALTHCHECK_PROTOCOL) {
+        let p = v.to_ascii_uppercase();
         let allowed: &[&str] =
             if kind == Kind::Classic { &["TCP", "HTTP", "HTTPS", "SSL"] } else { &["TCP", "HTTP", "HTTPS"] };
         if allowed.contains(&p.as_str()) {
@@ -273,8 +365,8 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
             errors.push(format!("{}: {v:?} is not one of {allowed:?}", a::HEALTHCHECK_PROTOCOL));
         }
     }
-    if let Some(v) = get(a::HEALTHCHECK_PORT) {
-        config.health.port = match v.trim() {
+    if let Some(v) = r.get(a::HEALTHCHECK_PORT) {
+        config.health.port = match v {
             "traffic-port" => Some(HealthPort::TrafficPort),
             other => match other.parse::<u16>() {
                 Ok(p) if p > 0 => Some(HealthPort::Port(p)),
@@ -285,7 +377,7 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
             },
         };
     }
-    if let Some(v) = get(a::HEALTHCHECK_PATH) {
+    if let Some(v) = r.get(a::HEALTHCHECK_PATH).filter(|v| !v.is_empty()) {
         if v.starts_with('/') {
             config.health.path = Some(v.to_string());
         } else {
@@ -296,34 +388,60 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
         (a::HEALTHCHECK_HEALTHY_THRESHOLD, 2, 10, &mut config.health.healthy),
         (a::HEALTHCHECK_UNHEALTHY_THRESHOLD, 2, 10, &mut config.health.unhealthy),
         (a::HEALTHCHECK_INTERVAL, 5, 300, &mut config.health.interval),
-        (a::HEALTHCHECK_TIMEOUT, 2, 120, &mut config.health.timeout),
     ] {
-        if let Some(v) = get(key) {
-            *slot = number(key, v, min, max, &mut errors);
+        if let Some(v) = r.get(key) {
+            *slot = number(key, v, min, max, errors);
         }
     }
-    if let (Some(t), Some(i)) = (config.health.timeout, config.health.interval)
+    // An NLB's timeout is read but, as upstream, never sent: AWS picks it from the protocol.
+    if let Some(v) = r.get(a::HEALTHCHECK_TIMEOUT) {
+        config.health.timeout = match kind {
+            Kind::Classic => number(a::HEALTHCHECK_TIMEOUT, v, 2, 120, errors),
+            Kind::Nlb => number(a::HEALTHCHECK_TIMEOUT, v, i32::MIN, i32::MAX, errors),
+        };
+    }
+    if kind == Kind::Classic
+        && let (Some(t), Some(i)) = (config.health.timeout, config.health.interval)
         && t >= i
     {
         errors.push(format!("{} ({t}) must be less than {} ({i})", a::HEALTHCHECK_TIMEOUT, a::HEALTHCHECK_INTERVAL));
     }
+}
 
-    // Target-group attributes: only the two keys upstream allows.
-    if let Some(v) = get(a::TARGET_GROUP_ATTRIBUTES) {
-        for (k, val) in map(v) {
-            if !matches!(k.as_str(), "preserve_client_ip.enabled" | "proxy_protocol_v2.enabled") {
-                errors.push(format!(
-                    "{}: {k:?} is not supported (preserve_client_ip.enabled, proxy_protocol_v2.enabled)",
-                    a::TARGET_GROUP_ATTRIBUTES
-                ));
+/// Upstream's validation: only these two keys, exactly `true` or `false`, each once.
+fn read_target_group_attributes(
+    value: Option<&str>,
+    service: &ServiceInfo,
+    config: &mut LbConfig,
+    errors: &mut Vec<String>,
+) {
+    let Some(v) = value else { return };
+    for (k, val) in map(v) {
+        if !matches!(k.as_str(), "preserve_client_ip.enabled" | "proxy_protocol_v2.enabled") {
+            errors.push(format!(
+                "{}: {k:?} is not supported (preserve_client_ip.enabled, proxy_protocol_v2.enabled)",
+                a::TARGET_GROUP_ATTRIBUTES
+            ));
+            continue;
+        }
+        let b = match val.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                errors.push(format!("{} {k}: {val:?} is not true or false", a::TARGET_GROUP_ATTRIBUTES));
                 continue;
             }
-            let b = boolean(&format!("{} {k}", a::TARGET_GROUP_ATTRIBUTES), &val, &mut errors);
-            if config.target_group_attributes.insert(k.clone(), b).is_some() {
-                errors.push(format!("{}: {k} given twice", a::TARGET_GROUP_ATTRIBUTES));
-            }
-        }
+        };
+        config.target_group_attributes.insert(k, b);
     }
+    if config.target_group_attributes.get("preserve_client_ip.enabled") == Some(&false)
+        && service.ports.iter().any(|p| p.protocol == Protocol::Udp)
+    {
+        errors.push("preserve_client_ip.enabled=false is not allowed with UDP ports".into());
+    }
+}
+
+fn read_ids(config: &LbConfig, errors: &mut Vec<String>) {
     for (key, values, prefix) in [
         (a::SECURITY_GROUPS, &config.security_groups, "sg-"),
         (a::EXTRA_SECURITY_GROUPS, &config.extra_security_groups, "sg-"),
@@ -346,78 +464,134 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
     if !config.private_ipv4_addresses.is_empty() && !config.internal {
         errors.push(format!("{} needs an internal NLB ({})", a::PRIVATE_IPV4_ADDRESSES, a::INTERNAL));
     }
+}
 
-    // Source ranges: the spec wins over the annotation; IPv4 CIDRs only (rules use CidrIp).
+/// The spec wins over the annotation; IPv4 CIDRs only (rules use CidrIp), host bits dropped as
+/// Kubernetes' own parser does.
+fn read_source_ranges(
+    service: &ServiceInfo,
+    annotation: Option<&str>,
+    config: &mut LbConfig,
+    errors: &mut Vec<String>,
+) {
     let ranges = if !service.source_ranges.is_empty() {
         service.source_ranges.clone()
     } else {
-        get(a::SOURCE_RANGES).map(list).unwrap_or_default()
+        annotation.map(list).unwrap_or_default()
     };
     for range in &ranges {
         match range.trim().parse::<ipnet::Ipv4Net>() {
-            Ok(net) => config.source_ranges.push(net.to_string()),
+            Ok(net) => {
+                let net = net.trunc().to_string();
+                if !config.source_ranges.contains(&net) {
+                    config.source_ranges.push(net);
+                }
+            }
             Err(_) => errors.push(format!("source range {range:?} is not an IPv4 CIDR")),
         }
     }
     if config.source_ranges.is_empty() {
         config.source_ranges.push("0.0.0.0/0".into());
     }
+}
 
-    // The spec.
+/// Affinity, loadBalancerIP, ports and protocols. Ports without a nodePort are skipped with a
+/// Warning, as upstream skips them.
+fn read_spec(service: &ServiceInfo, config: &mut LbConfig, p: &mut Problems) {
+    let kind = config.kind;
     if service.session_affinity_client_ip {
-        errors.push("sessionAffinity ClientIP is not supported by AWS load balancers".into());
+        p.errors.push("sessionAffinity ClientIP is not supported by AWS load balancers".into());
     }
     if service.load_balancer_ip.as_deref().is_some_and(|ip| !ip.is_empty()) {
-        errors.push("spec.loadBalancerIP is not supported on AWS (use eip-allocations for an NLB)".into());
+        p.errors.push("spec.loadBalancerIP is not supported on AWS (use eip-allocations for an NLB)".into());
     }
     if service.ports.is_empty() {
-        errors.push("the Service has no ports".into());
+        p.errors.push("the Service has no ports".into());
     }
     let protocols: BTreeSet<Protocol> = service.ports.iter().map(|p| p.protocol).collect();
     if protocols.len() > 1 {
-        errors.push("ports of different protocols are not supported".into());
+        p.errors.push("ports of different protocols are not supported".into());
     }
-    for p in &service.ports {
-        match (kind, p.protocol) {
+    for port in &service.ports {
+        match (kind, port.protocol) {
             (Kind::Classic, Protocol::Tcp) | (Kind::Nlb, Protocol::Tcp | Protocol::Udp) => {}
             (_, other) => {
-                errors.push(format!("port {}: {} is not supported by a {}", p.port, other.as_str(), kind.label()))
+                p.errors.push(format!("port {}: {} is not supported by a {}", port.port, other.as_str(), kind.label()))
             }
         }
-        if p.node_port == 0 {
-            errors.push(format!(
-                "port {} has no nodePort (allocateLoadBalancerNodePorts: false is not supported)",
-                p.port
-            ));
+        if port.node_port == 0 {
+            p.warnings.push(format!("port {} has no nodePort, so the load balancer does not serve it", port.port));
+            continue;
         }
-        config.ports.push(Port { name: p.name.clone(), protocol: p.protocol, port: p.port, node_port: p.node_port });
+        config.ports.push(Port {
+            name: port.name.clone(),
+            protocol: port.protocol,
+            port: port.port,
+            node_port: port.node_port,
+        });
     }
-    if config.target_group_attributes.get("preserve_client_ip.enabled") == Some(&false)
-        && protocols.contains(&Protocol::Udp)
-    {
-        errors.push("preserve_client_ip.enabled=false is not allowed with UDP ports".into());
+    if config.ports.is_empty() && !service.ports.is_empty() {
+        p.errors.push("no port has a nodePort (allocateLoadBalancerNodePorts: false); nothing to balance".into());
     }
+}
+
+/// The certificate, its ports and the backend protocol, read as upstream reads them.
+fn read_tls(r: &Reader<'_>, config: &mut LbConfig, p: &mut Problems) {
     if let Some(cert) = &config.ssl_cert
         && !cert.starts_with("arn:")
     {
-        errors.push(format!("{}: {cert:?} is not an ARN", a::SSL_CERT));
+        p.errors.push(format!("{}: {cert:?} is not an ARN", a::SSL_CERT));
     }
-    if kind == Kind::Nlb && config.ssl_cert.is_some() && protocols.contains(&Protocol::Udp) {
-        errors.push(format!("{} cannot apply to UDP ports", a::SSL_CERT));
+    if config.kind == Kind::Nlb
+        && config.ssl_cert.is_some()
+        && config.ports.iter().all(|port| port.protocol == Protocol::Udp)
+        && !config.ports.is_empty()
+    {
+        p.warnings.push(format!("{} does not apply to UDP ports; ignored", a::SSL_CERT));
     }
-    if let Some(ports) = &config.ssl_ports {
-        for wanted in ports {
+    // Upstream splits at commas without trimming: " 443" names no port.
+    if let Some(v) = r.get(a::SSL_PORTS).filter(|v| !v.is_empty() && *v != "*") {
+        let set: BTreeSet<String> = v.split(',').map(String::from).collect();
+        for wanted in &set {
             let known = config
                 .ports
                 .iter()
-                .any(|p| p.name.as_deref() == Some(wanted.as_str()) || p.port.to_string() == *wanted);
+                .any(|port| port.name.as_deref() == Some(wanted.as_str()) || port.port.to_string() == *wanted);
             if !known {
-                errors.push(format!("{}: {wanted:?} is not a port of this Service", a::SSL_PORTS));
+                p.warnings
+                    .push(format!("{}: {wanted:?} is not a port of this Service; no certificate for it", a::SSL_PORTS));
             }
         }
+        config.ssl_ports = Some(set);
     }
-
-    if errors.is_empty() { Parsed::Ok { config: Box::new(config), warnings } } else { Parsed::Invalid(errors) }
+    let Some(v) = r.get(a::BACKEND_PROTOCOL) else { return };
+    let exact = match v {
+        "tcp" => Some(BackendProtocol::Tcp),
+        "ssl" => Some(BackendProtocol::Ssl),
+        "http" => Some(BackendProtocol::Http),
+        "https" => Some(BackendProtocol::Https),
+        _ => None,
+    };
+    let any_ssl_port = config.ports.iter().any(|port| config.is_ssl_port(port));
+    match (config.kind, exact) {
+        (Kind::Classic, Some(b)) => config.backend_protocol = Some(b),
+        // Upstream: an unknown value errors on a port with a certificate; elsewhere it is TCP.
+        (Kind::Classic, None)
+            if any_ssl_port || !matches!(v.trim().to_ascii_lowercase().as_str(), "tcp" | "ssl" | "http" | "https") =>
+        {
+            p.errors.push(format!("{}: {v:?} is not tcp, ssl, http or https", a::BACKEND_PROTOCOL))
+        }
+        (Kind::Classic, None) => p.warnings.push(format!(
+            "{}: {v:?} is read as tcp, as upstream reads it (only the exact lowercase values count)",
+            a::BACKEND_PROTOCOL
+        )),
+        (Kind::Nlb, Some(BackendProtocol::Ssl)) => config.backend_protocol = Some(BackendProtocol::Ssl),
+        (Kind::Nlb, Some(BackendProtocol::Tcp)) => {}
+        (Kind::Nlb, _) => p.warnings.push(format!(
+            "{}: {v:?} has no effect on an NLB (only ssl does: TLS to the targets); ignored",
+            a::BACKEND_PROTOCOL
+        )),
+    }
 }
 
 impl LbConfig {
@@ -477,7 +651,7 @@ mod tests {
         let c = ok(&[]);
         assert_eq!(c.kind, Kind::Classic);
         assert!(!c.internal && !c.cross_zone && !c.proxy_protocol && !c.access_log_enabled && !c.draining_enabled);
-        assert_eq!((c.idle_timeout, c.draining_timeout, c.access_log_interval), (60, 300, 60));
+        assert_eq!((c.idle_timeout, c.draining_timeout, c.access_log_interval), (60, None, None));
         assert_eq!(c.source_ranges, ["0.0.0.0/0"]);
         assert_eq!(c.health, HealthOverrides::default());
         assert!(c.subnets.is_none() && c.security_groups.is_empty() && c.additional_tags.is_empty());
@@ -505,7 +679,7 @@ mod tests {
             ok(&[(a::SSL_NEGOTIATION_POLICY, "ELBSecurityPolicy-TLS-1-2-2017-01")]).ssl_negotiation_policy.as_deref(),
             Some("ELBSecurityPolicy-TLS-1-2-2017-01")
         );
-        assert_eq!(ok(&[(a::BACKEND_PROTOCOL, "HTTP")]).backend_protocol, Some(BackendProtocol::Http));
+        assert_eq!(ok(&[(a::BACKEND_PROTOCOL, "http")]).backend_protocol, Some(BackendProtocol::Http));
         assert!(ok(&[(a::PROXY_PROTOCOL, "*")]).proxy_protocol);
         let logs = ok(&[
             (a::ACCESS_LOG_ENABLED, "true"),
@@ -516,14 +690,14 @@ mod tests {
         assert!(logs.access_log_enabled);
         assert_eq!(
             (logs.access_log_interval, logs.access_log_bucket.as_deref(), logs.access_log_prefix.as_deref()),
-            (5, Some("b"), Some("p"))
+            (Some(5), Some("b"), Some("p"))
         );
         let drain = ok(&[
             (a::CONNECTION_DRAINING_ENABLED, "true"),
             (a::CONNECTION_DRAINING_TIMEOUT, "30"),
             (a::CONNECTION_IDLE_TIMEOUT, "120"),
         ]);
-        assert_eq!((drain.draining_enabled, drain.draining_timeout, drain.idle_timeout), (true, 30, 120));
+        assert_eq!((drain.draining_enabled, drain.draining_timeout, drain.idle_timeout), (true, Some(30), 120));
         assert!(ok(&[(a::CROSS_ZONE, "true")]).cross_zone);
         let hc = ok(&[
             (a::HEALTHCHECK_PROTOCOL, "http"),
@@ -560,7 +734,6 @@ mod tests {
             (&[(a::SECURITY_GROUPS, "default")], "is not a sg-"),
             (&[(a::EXTRA_SECURITY_GROUPS, "web")], "is not a sg-"),
             (&[(a::SSL_CERT, "my-cert")], "is not an ARN"),
-            (&[(a::SSL_CERT, "arn:x"), (a::SSL_PORTS, "8443")], "is not a port of this Service"),
             (&[(a::BACKEND_PROTOCOL, "grpc")], "is not tcp, ssl, http or https"),
             (&[(a::PROXY_PROTOCOL, "80")], "only `*`"),
             (&[(a::ACCESS_LOG_ENABLED, "yes please")], "is not true or false"),
@@ -586,10 +759,7 @@ mod tests {
             (&[NLB, (a::PRIVATE_IPV4_ADDRESSES, "10.0.0.1")], "needs an internal NLB"),
             (&[NLB, (a::INTERNAL, "true"), (a::PRIVATE_IPV4_ADDRESSES, "ten")], "is not an IPv4 address"),
             (&[NLB, (a::EXTRA_SECURITY_GROUPS, "sg-1")], "applies to CLB only"),
-            (&[NLB, (a::PROXY_PROTOCOL, "*")], "applies to CLB only"),
-            (&[NLB, (a::CONNECTION_IDLE_TIMEOUT, "60")], "applies to CLB only"),
-            (&[NLB, (a::BACKEND_PROTOCOL, "http")], "only tcp or ssl"),
-            (&[(a::EIP_ALLOCATIONS, "eipalloc-1")], "applies to NLB only"),
+            (&[(a::BACKEND_PROTOCOL, "HTTPS"), (a::SSL_CERT, "arn:x")], "is not tcp, ssl, http or https"),
             (&[(a::SOURCE_RANGES, "10.0.0.0/33")], "is not an IPv4 CIDR"),
             (&[(a::SOURCE_RANGES, "2001:db8::/32")], "is not an IPv4 CIDR"),
         ];
@@ -599,9 +769,75 @@ mod tests {
         }
     }
 
+    fn warnings(annotations: &[(&str, &str)]) -> Vec<String> {
+        match parse(&service(annotations)) {
+            Parsed::Ok { warnings, .. } => warnings,
+            other => panic!("{annotations:?} should be valid: {other:?}"),
+        }
+    }
+
+    /// What upstream ignores or reads its own way is reconciled as upstream would, with a
+    /// Warning saying so; never a blocked Service.
+    #[test]
+    fn other_type_keys_and_loose_values_warn_and_read_as_upstream() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[NLB, (a::PROXY_PROTOCOL, "*")], "applies to CLB only"),
+            (&[NLB, (a::PROXY_PROTOCOL, "80")], "applies to CLB only"),
+            (&[NLB, (a::CONNECTION_IDLE_TIMEOUT, "60")], "applies to CLB only"),
+            (&[NLB, (a::CONNECTION_DRAINING_ENABLED, "true")], "applies to CLB only"),
+            (&[NLB, (a::ACCESS_LOG_EMIT_INTERVAL, "5")], "applies to CLB only"),
+            (&[NLB, (a::BACKEND_PROTOCOL, "http")], "no effect on an NLB"),
+            (&[(a::EIP_ALLOCATIONS, "eipalloc-1")], "applies to NLB only"),
+            (&[(a::PRIVATE_IPV4_ADDRESSES, "10.0.0.1")], "applies to NLB only"),
+            (&[(a::SSL_CERT, "arn:x"), (a::SSL_PORTS, "8443")], "is not a port of this Service"),
+            (&[(a::SSL_CERT, "arn:x"), (a::SSL_PORTS, "https, 443")], "\" 443\" is not a port"),
+            (&[(a::BACKEND_PROTOCOL, "HTTP")], "read as tcp"),
+            (&[(a::INTERNAL, "False")], "read as internal"),
+            (&[(a::TYPE, "NLB")], "so this is a Classic ELB"),
+        ];
+        for (annotations, needle) in cases {
+            let warns = warnings(annotations);
+            assert!(warns.iter().any(|w| w.contains(needle)), "{annotations:?}: {needle:?} not in {warns:?}");
+        }
+        assert_eq!(ok(&[(a::TYPE, "NLB")]).kind, Kind::Classic, "only the exact `nlb` is an NLB");
+        assert_eq!(ok(&[(a::TYPE, " nlb")]).kind, Kind::Classic);
+        assert!(ok(&[(a::INTERNAL, "False")]).internal, "upstream: anything but the exact `false`");
+        assert_eq!(ok(&[(a::BACKEND_PROTOCOL, "HTTP")]).backend_protocol, None);
+        assert!(ok(&[NLB, (a::PROXY_PROTOCOL, "80")]).ports.len() == 1);
+        // The ports upstream matches: names and numbers exactly as written.
+        let tls = ok(&[(a::SSL_CERT, "arn:x"), (a::SSL_PORTS, "https, 443")]);
+        assert!(tls.is_ssl_port(&tls.ports[0]), "\"https\" names the port");
+        let spaced = ok(&[(a::SSL_CERT, "arn:x"), (a::SSL_PORTS, " https")]);
+        assert!(!spaced.is_ssl_port(&spaced.ports[0]), "\" https\" names no port, as upstream");
+    }
+
+    #[test]
+    fn values_read_exactly_as_upstream() {
+        let tags = ok(&[(a::ADDITIONAL_RESOURCE_TAGS, " a=b=c , k = v ,solo")]).additional_tags;
+        assert_eq!(tags.get("a").map(String::as_str), Some("b"), "a=b=c keeps only b");
+        assert_eq!(tags.get("k ").map(String::as_str), Some(" v"), "spaces around = stay");
+        assert!(tags.contains_key("solo"));
+        for yes in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert!(ok(&[(a::CROSS_ZONE, yes)]).cross_zone, "{yes}");
+        }
+        for bad in ["yes", "tRuE", " true", "on"] {
+            assert!(!errors(&[(a::CROSS_ZONE, bad)]).is_empty(), "{bad:?} is not a Go bool");
+        }
+        assert_eq!(ok(&[(a::SOURCE_RANGES, "10.1.2.3/8")]).source_ranges, ["10.0.0.0/8"], "host bits dropped");
+        let mut no_node_port = service(&[]);
+        no_node_port.ports.push(ServicePort { name: None, protocol: Protocol::Tcp, port: 81, node_port: 0 });
+        let Parsed::Ok { config, warnings } = parse(&no_node_port) else {
+            panic!("a port without a nodePort is skipped")
+        };
+        assert_eq!(config.ports.len(), 1);
+        assert!(warnings.iter().any(|w| w.contains("port 81 has no nodePort")), "{warnings:?}");
+        no_node_port.ports.remove(0);
+        assert!(matches!(parse(&no_node_port), Parsed::Invalid(_)), "no port left at all");
+    }
+
     #[test]
     fn all_problems_together_and_unknown_keys_only_warn() {
-        let errs = errors(&[(a::CROSS_ZONE, "x"), (a::HEALTHCHECK_INTERVAL, "1"), (a::EIP_ALLOCATIONS, "eipalloc-1")]);
+        let errs = errors(&[(a::CROSS_ZONE, "x"), (a::HEALTHCHECK_INTERVAL, "1"), (a::TARGET_GROUP_ATTRIBUTES, "a=b")]);
         assert_eq!(errs.len(), 3, "{errs:?}");
         match parse(&service(&[
             ("service.beta.kubernetes.io/aws-load-balancer-scheme", "internal"),
@@ -623,13 +859,9 @@ mod tests {
         svc.ports.push(ServicePort { name: None, protocol: Protocol::Udp, port: 53, node_port: 30053 });
         svc.ports.push(ServicePort { name: None, protocol: Protocol::Tcp, port: 81, node_port: 0 });
         let Parsed::Invalid(errs) = parse(&svc) else { panic!("invalid") };
-        for needle in [
-            "sessionAffinity",
-            "loadBalancerIP",
-            "different protocols",
-            "UDP is not supported by a Classic ELB",
-            "no nodePort",
-        ] {
+        for needle in
+            ["sessionAffinity", "loadBalancerIP", "different protocols", "UDP is not supported by a Classic ELB"]
+        {
             assert!(errs.iter().any(|e| e.contains(needle)), "{needle}: {errs:?}");
         }
         let mut spec_ranges = service(&[(a::SOURCE_RANGES, "10.0.0.0/8")]);

@@ -6,7 +6,6 @@ use cloud_provider::CloudError;
 
 use super::super::security_groups::{self, Rule};
 use super::super::{AwsLoadBalancers, SERVICE_NAME_TAG, names};
-use crate::ec2::filter;
 
 impl AwsLoadBalancers {
     /// Deletes the NLB named after `uid` and everything it owns: listeners go with it, then its
@@ -83,15 +82,15 @@ impl AwsLoadBalancers {
         Ok(out)
     }
 
-    /// Removes this NLB's client and health rules from every cluster group, then the shared MTU
-    /// rule from groups where no NLB's client rule is left. The second look comes *after* our own
-    /// revocation, so of several NLBs deleted at once the last one to revoke always sees the
-    /// others gone and removes the MTU rule: it cannot be left behind by a race.
+    /// Removes this NLB's client and health rules, found by their descriptions, from every group
+    /// in the VPC (also untagged node groups, which upstream leaves with the rules), then the
+    /// shared MTU rule from groups where no NLB's client rule is left. The second look comes
+    /// *after* our own revocation, so of several NLBs deleted at once the last one to revoke
+    /// always sees the others gone and removes the MTU rule: it cannot be left behind by a race.
     async fn nlb_remove_node_rules(&self, name: &str) -> Result<(), CloudError> {
         let client_marker = names::nlb_client_rule(name);
         let health_marker = names::nlb_health_rule(name);
-        let cluster_groups = || self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]);
-        for group in &cluster_groups().await? {
+        for group in &self.vpc_groups().await? {
             let ours: Vec<_> = security_groups::ingress(group)
                 .iter()
                 .filter(|r| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker))
@@ -99,7 +98,7 @@ impl AwsLoadBalancers {
                 .collect();
             self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), ours).await?;
         }
-        for group in &cluster_groups().await? {
+        for group in &self.vpc_groups().await? {
             let rules = security_groups::ingress(group);
             let clients_left = rules
                 .iter()

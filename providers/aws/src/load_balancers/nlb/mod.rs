@@ -62,7 +62,6 @@ pub(super) struct Health {
     pub(super) port: String,
     pub(super) path: Option<String>,
     pub(super) interval: i32,
-    pub(super) timeout: Option<i32>,
     pub(super) healthy: i32,
     pub(super) unhealthy: i32,
 }
@@ -82,7 +81,6 @@ impl AwsLoadBalancers {
                 port: hc.to_string(),
                 path: Some("/healthz".into()),
                 interval: 10,
-                timeout: Some(10),
                 healthy: 2,
                 unhealthy: 2,
             }
@@ -92,7 +90,6 @@ impl AwsLoadBalancers {
                 port: "traffic-port".into(),
                 path: None,
                 interval: 30,
-                timeout: None,
                 healthy: 3,
                 unhealthy: 3,
             }
@@ -122,7 +119,6 @@ impl AwsLoadBalancers {
         h.interval = cfg.health.interval.unwrap_or(h.interval);
         h.healthy = cfg.health.healthy.unwrap_or(h.healthy);
         h.unhealthy = cfg.health.unhealthy.unwrap_or(h.unhealthy);
-        h.timeout = cfg.health.timeout.or(h.timeout);
         h
     }
 
@@ -170,7 +166,7 @@ impl AwsLoadBalancers {
     ) -> Result<LoadBalancerStatus, CloudError> {
         let name = names::load_balancer_name(&cfg.uid);
         let mappings = self.nlb_mappings(cfg);
-        let instances = self.target_instances(cfg, nodes).await?;
+        let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
         let existing = self.nlb_describe(&name).await?;
         let managed_group = self.nlb_security_group(cfg, cluster_name, existing.as_ref(), &mappings).await?;
 
@@ -215,15 +211,6 @@ impl AwsLoadBalancers {
         mappings: &[Mapping],
     ) -> Result<Option<String>, CloudError> {
         if !self.settings.nlb_security_groups_managed {
-            if !cfg.security_groups.is_empty() {
-                return Err(CloudError::invalid(
-                    "aws/nlb.security_groups",
-                    format!(
-                        "{} on an NLB needs NLBSecurityGroupMode = Managed in the cloud-config",
-                        super::annotations::SECURITY_GROUPS
-                    ),
-                ));
-            }
             return Ok(None);
         }
         // AWS cannot add security groups to an NLB made without them.

@@ -1,8 +1,9 @@
 //! The rules an NLB needs on the target Nodes' security groups, marked with upstream's
 //! descriptions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_ec2::types::SecurityGroup;
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, ProtocolEnum};
 use cloud_provider::CloudError;
 
@@ -10,7 +11,6 @@ use super::super::security_groups::{self, Rule, Source};
 use super::super::service_config::LbConfig;
 use super::super::{AwsLoadBalancers, names};
 use super::Mapping;
-use crate::ec2::filter;
 
 impl AwsLoadBalancers {
     /// Client, health-check and MTU rules on the target Nodes' groups; this LB's client and
@@ -70,15 +70,25 @@ impl AwsLoadBalancers {
             wanted.push(Rule::icmp_mtu(Source::Cidr(range.clone())).described(names::NLB_MTU_RULE));
         }
 
+        // Upstream's set: every group tagged for the cluster (new or legacy tag), plus the
+        // untagged single group of a target. Target groups get the rules; on the others, this
+        // load balancer's own rules (found by their description) are removed.
         let targets = self.node_groups(instances).await?;
-        let cluster_groups =
-            self.ec2.security_groups(Vec::new(), vec![filter("tag-key", [self.cluster.key()])]).await?;
-        for group in &cluster_groups {
-            let id = group.group_id().unwrap_or_default();
+        let mut groups: BTreeMap<String, SecurityGroup> = self
+            .vpc_groups()
+            .await?
+            .into_iter()
+            .filter(|g| self.is_cluster_group(g))
+            .filter_map(|g| Some((g.group_id()?.to_string(), g)))
+            .collect();
+        for t in &targets {
+            groups.entry(t.group_id().unwrap_or_default().to_string()).or_insert_with(|| t.clone());
+        }
+        for (id, group) in &groups {
             let mine =
                 |r: &Rule| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker);
             let current: Vec<Rule> = security_groups::ingress(group);
-            let is_target = targets.iter().any(|t| t.group_id() == Some(id));
+            let is_target = targets.iter().any(|t| t.group_id() == Some(id.as_str()));
             let keep: BTreeSet<_> =
                 if is_target { wanted.iter().map(Rule::identity).collect() } else { BTreeSet::new() };
             let remove: Vec<_> =

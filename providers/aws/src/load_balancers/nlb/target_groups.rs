@@ -15,7 +15,7 @@ use super::{CHUNK, Mapping};
 use crate::errors::AwsError;
 
 impl AwsLoadBalancers {
-    pub(super) async fn target_groups_of(&self, arn: &str) -> Result<Vec<TargetGroup>, AwsError> {
+    pub(crate) async fn target_groups_of(&self, arn: &str) -> Result<Vec<TargetGroup>, AwsError> {
         let r = self.elbv2.describe_target_groups().load_balancer_arn(arn);
         match self.calls.run("aws/elbv2.DescribeTargetGroups", r.send()).await {
             Ok(out) => Ok(out.target_groups().to_vec()),
@@ -172,7 +172,6 @@ impl AwsLoadBalancers {
             .health_check_port(&h.port)
             .set_health_check_path(h.path.clone())
             .health_check_interval_seconds(h.interval)
-            .set_health_check_timeout_seconds(h.timeout)
             .healthy_threshold_count(h.healthy)
             .unhealthy_threshold_count(h.unhealthy)
             .set_tags(Some(self.v2_tags(cfg)));
@@ -183,15 +182,16 @@ impl AwsLoadBalancers {
             .ok_or_else(|| CloudError::transient("aws/nlb.target_group", "CreateTargetGroup returned nothing"))
     }
 
-    /// Port, path, thresholds and timeout change in place; protocol and interval are part of
-    /// the target group's name (upstream), so a change of those made a new group above.
+    /// Port, path and thresholds change in place; protocol and interval are part of the target
+    /// group's name (upstream), so a change of those made a new group above. The timeout is
+    /// never sent, as upstream never sends it: AWS derives it from the protocol, and sending
+    /// it would modify every target group upstream made.
     pub(super) async fn nlb_health_in_place(&self, tg: &TargetGroup, m: &Mapping) -> Result<(), CloudError> {
         let h = &m.health;
         let same = tg.health_check_port() == Some(h.port.as_str())
             && (h.path.is_none() || tg.health_check_path() == h.path.as_deref())
             && tg.healthy_threshold_count() == Some(h.healthy)
-            && tg.unhealthy_threshold_count() == Some(h.unhealthy)
-            && (h.timeout.is_none() || tg.health_check_timeout_seconds() == h.timeout);
+            && tg.unhealthy_threshold_count() == Some(h.unhealthy);
         if same {
             return Ok(());
         }
@@ -201,7 +201,6 @@ impl AwsLoadBalancers {
             .target_group_arn(tg.target_group_arn().unwrap_or_default())
             .health_check_port(&h.port)
             .set_health_check_path(h.path.clone())
-            .set_health_check_timeout_seconds(h.timeout)
             .healthy_threshold_count(h.healthy)
             .unhealthy_threshold_count(h.unhealthy);
         self.calls.run("aws/elbv2.ModifyTargetGroup", r.send()).await?;
@@ -209,7 +208,7 @@ impl AwsLoadBalancers {
     }
 
     /// Deregister first, then register (helps at instance-count limits), in chunks.
-    pub(super) async fn nlb_targets(
+    pub(crate) async fn nlb_targets(
         &self,
         tg: &str,
         node_port: u16,
