@@ -273,16 +273,17 @@ async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<
 
 #[tokio::test]
 async fn invalid_annotations_are_reported_together_and_change_nothing() -> Result<()> {
-    let g = ground("invalid", 1, "").await?;
-    g.services().create(&PostParams::default(), &service("good", &[], &[(80, "TCP")])).await?;
+    let g = ground("invalid", 2, "").await?;
+    let created = g.services().create(&PostParams::default(), &service("good", &[], &[(80, "TCP")])).await?;
     let hostname = g.hostname("good").await?;
 
-    // Two bad values and one key for the other type: one Warning naming all three; no writes.
+    // Two bad values and one key upstream rejects on a Classic ELB: one Warning naming all
+    // three; no writes.
     g.cluster.proxy.reset_calls();
     let bad = serde_json::json!({"metadata": {"annotations": {
         "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout": "forever",
         "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval": "1",
-        "service.beta.kubernetes.io/aws-load-balancer-eip-allocations": "eipalloc-1",
+        "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes": "proxy_protocol_v2.enabled=true",
     }}});
     g.services().patch("good", &PatchParams::default(), &Patch::Merge(&bad)).await?;
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(g.client.clone(), "default");
@@ -298,7 +299,7 @@ async fn invalid_annotations_are_reported_together_and_change_nothing() -> Resul
     for needle in [
         "connection-idle-timeout",
         "healthcheck-interval",
-        "eip-allocations applies to NLB only",
+        "target-group-attributes applies to NLB only",
         "nothing was changed",
     ] {
         assert!(message.contains(needle), "{needle:?} missing in {message}");
@@ -312,6 +313,28 @@ async fn invalid_annotations_are_reported_together_and_change_nothing() -> Resul
     let svc = g.services().get("good").await?;
     let still = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
     assert_eq!(still[0].hostname.as_deref(), Some(hostname.as_str()), "the existing LB keeps serving");
+
+    // The existing load balancer still follows the Nodes: one leaves, its instance goes, and
+    // nothing the annotations describe is touched.
+    let nodes: Api<Node> = Api::all(g.client.clone());
+    let exclude = serde_json::json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}});
+    nodes.patch(&g.vpc.instances[0].private_dns, &PatchParams::default(), &Patch::Merge(&exclude)).await?;
+    let lb_name = Ground::uid_name(&created);
+    let elb = &g.cluster.direct.elb;
+    eventually("the excluded Node's instance deregistered", WAIT, || async {
+        let d = elb.describe_load_balancers().load_balancer_names(&lb_name).send().await?;
+        let ids: Vec<String> = d.load_balancer_descriptions()[0]
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(String::from))
+            .collect();
+        Ok((ids == [g.vpc.instances[1].id.clone()]).then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail())?;
+    let writes: Vec<String> = g.cluster.proxy.mutating_calls().iter().map(|c| c.action.clone()).collect();
+    assert_eq!(writes, ["DeregisterInstancesFromLoadBalancer"], "a host update only");
+    assert!(event_reasons(&g.client, "default", "good").await?.iter().any(|(_, r)| r == "UpdatedLoadBalancer"));
     g.delete_and_check("good").await
 }
 

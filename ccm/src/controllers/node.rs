@@ -191,28 +191,53 @@ fn is_kubernetes_namespaced(key: &str) -> bool {
     ["kubernetes.io", "k8s.io"].iter().any(|ns| prefix == *ns || prefix.ends_with(&format!(".{ns}")))
 }
 
-/// The Node's new addresses: the cloud's, with the kubelet's provided node IP first and the
-/// only one of its type; an existing Hostname is kept when the cloud reports none.
+/// The Node's new addresses, as Kubernetes' cloud node controller computes them: the cloud's,
+/// plus the Node's own Hostname when the cloud reports none; with the kubelet's provided node
+/// IP(s) (`--node-ip`, one IP or a dual-stack pair), each must be one of the cloud's addresses
+/// and becomes the only address of its type, first in the list.
 fn node_addresses(node: &Node, meta: &InstanceMetadata) -> Result<Vec<NodeAddress>, ReconcileError> {
     let mut addresses = meta.addresses.clone();
-    if !addresses.iter().any(|a| a.kind == AddressType::Hostname)
-        && let Some(hostname) = objects::node_info(node).addresses.into_iter().find(|a| a.kind == AddressType::Hostname)
-    {
-        addresses.push(hostname);
+    if !addresses.iter().any(|a| a.kind == AddressType::Hostname) {
+        addresses
+            .extend(objects::node_info(node).addresses.into_iter().filter(|a| a.kind == AddressType::Hostname));
     }
-    let provided = node.annotations().get(PROVIDED_NODE_IP_ANNOTATION).filter(|ip| !ip.is_empty());
-    if let Some(ip) = provided {
-        let Some(chosen) = addresses.iter().find(|a| &a.address == ip).cloned() else {
-            return Err(CloudError::transient(
-                "node.provided_node_ip",
-                format!("the node IP {ip} given to the kubelet (--node-ip) is not one of the instance's addresses"),
-            )
-            .into());
-        };
-        addresses.retain(|a| a.kind != chosen.kind);
-        addresses.insert(0, chosen);
+    let Some(provided) = node.annotations().get(PROVIDED_NODE_IP_ANNOTATION) else { return Ok(addresses) };
+    let invalid = |why: String| -> ReconcileError {
+        CloudError::transient("node.provided_node_ip", format!("{PROVIDED_NODE_IP_ANNOTATION} {provided:?}: {why}"))
+            .into()
+    };
+    let ips = parse_node_ips(provided).map_err(invalid)?;
+    let mut enforced = Vec::new();
+    let mut kinds = Vec::new();
+    for ip in &ips {
+        let matching: Vec<&NodeAddress> =
+            addresses.iter().filter(|a| a.address.parse::<std::net::IpAddr>().ok() == Some(*ip)).collect();
+        if matching.is_empty() {
+            return Err(invalid(format!(
+                "{ip} (given to the kubelet with --node-ip) is not one of the instance's addresses"
+            )));
+        }
+        for a in matching {
+            enforced.push(a.clone());
+            kinds.push(a.kind);
+        }
     }
-    Ok(addresses)
+    enforced.extend(addresses.iter().filter(|a| !kinds.contains(&a.kind)).cloned());
+    Ok(enforced)
+}
+
+/// The annotation as Kubernetes parses it: one IP, or two of different families, split at the
+/// comma with nothing trimmed; a pair may not hold an unspecified address.
+fn parse_node_ips(value: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    let mut ips = Vec::new();
+    for part in value.split(',') {
+        ips.push(part.parse::<std::net::IpAddr>().map_err(|_| format!("could not parse {part:?}"))?);
+    }
+    match ips.as_slice() {
+        [_] => Ok(ips),
+        [a, b] if a.is_ipv4() != b.is_ipv4() && !a.is_unspecified() && !b.is_unspecified() => Ok(ips),
+        _ => Err("must contain either a single IP or a dual-stack pair of IPs".into()),
+    }
 }
 
 async fn patch_addresses(api: &Api<Node>, name: &str, addresses: &[NodeAddress]) -> kube::Result<()> {
@@ -352,6 +377,32 @@ mod tests {
         node.metadata.annotations =
             Some([(PROVIDED_NODE_IP_ANNOTATION.to_string(), "192.0.2.1".to_string())].into_iter().collect());
         assert!(node_addresses(&node, &meta()).is_err(), "an IP the instance lacks is an error");
+    }
+
+    #[test]
+    fn a_dual_stack_provided_node_ip_enforces_both() {
+        let mut meta = meta();
+        meta.addresses.push(NodeAddress::new(AddressType::InternalIp, "2600:1f18::5"));
+        let mut node = tainted_node();
+        let with = |node: &mut Node, value: &str| {
+            node.metadata.annotations =
+                Some([(PROVIDED_NODE_IP_ANNOTATION.to_string(), value.to_string())].into_iter().collect());
+        };
+        with(&mut node, "10.0.0.6,2600:1f18:0::5");
+        let addresses = node_addresses(&node, &meta).unwrap();
+        assert_eq!(
+            addresses,
+            vec![
+                NodeAddress::new(AddressType::InternalIp, "10.0.0.6"),
+                NodeAddress::new(AddressType::InternalIp, "2600:1f18::5"),
+                NodeAddress::new(AddressType::InternalDns, "ip-10-0-0-5.ec2.internal"),
+            ],
+            "IPs compare as IPs, not strings"
+        );
+        for bad in ["10.0.0.6, 2600:1f18::5", "10.0.0.5,10.0.0.6", "10.0.0.6,::", "", "not-an-ip"] {
+            with(&mut node, bad);
+            assert!(node_addresses(&node, &meta).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! that fails); delete routes that are blackholed or that no Node wants, **only** when their
 //! destination lies inside a `--cluster-cidr` (routes outside are never touched); then set each
 //! Node's `NetworkUnavailable` condition: `False`/`RouteCreated` when all its routes exist,
-//! `True`/`NoRouteCreated` otherwise.
+//! `True`/`NoRouteCreated` otherwise. Nodes without a pod CIDR are left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -112,11 +112,12 @@ async fn reconcile<P: CloudProvider>(
         }
     }
 
+    // A Node without a pod CIDR is none of this controller's business: its condition is left
+    // alone (Kubernetes' route controller skips it too).
     let api: Api<Node> = Api::all(shared.client.clone());
-    for node in &nodes {
+    for node in nodes.iter().filter(|n| !pod_cidrs(n).is_empty()) {
         let name = node.name_any();
-        let cidrs = pod_cidrs(node);
-        let routed = !cidrs.is_empty() && !failed_nodes.contains(&name);
+        let routed = !failed_nodes.contains(&name);
         if let Err(err) = set_network_unavailable(&api, node, !routed).await {
             tracing::warn!(node = %name, %err, "updating NetworkUnavailable");
         }

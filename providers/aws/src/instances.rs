@@ -63,8 +63,8 @@ fn state(instance: &Instance) -> Option<&InstanceStateName> {
 }
 
 /// Upstream's address order: InternalIP (every private IP of every in-use ENI, primary ENI
-/// first), ExternalIP, InternalDNS, ExternalDNS, Hostname (the private DNS name); IPv6 adds the
-/// first IPv6 address of each ENI as an InternalIP.
+/// first), ExternalIP, InternalDNS and Hostname (both the private DNS name), ExternalDNS; IPv6
+/// adds the first IPv6 address of each ENI as an InternalIP.
 pub fn addresses(instance: &Instance, families: &[IpFamily]) -> Vec<NodeAddress> {
     let mut enis: Vec<_> =
         instance.network_interfaces().iter().filter(|n| n.status().is_none_or(|s| s.as_str() == "in-use")).collect();
@@ -86,13 +86,11 @@ pub fn addresses(instance: &Instance, families: &[IpFamily]) -> Vec<NodeAddress>
                     out.push(NodeAddress::new(AddressType::ExternalIp, ip));
                 }
                 if let Some(dns) = non_empty(instance.private_dns_name()) {
-                    out.push(NodeAddress::new(AddressType::InternalDns, dns));
+                    out.push(NodeAddress::new(AddressType::InternalDns, dns.clone()));
+                    out.push(NodeAddress::new(AddressType::Hostname, dns));
                 }
                 if let Some(dns) = non_empty(instance.public_dns_name()) {
                     out.push(NodeAddress::new(AddressType::ExternalDns, dns));
-                }
-                if let Some(dns) = non_empty(instance.private_dns_name()) {
-                    out.push(NodeAddress::new(AddressType::Hostname, dns));
                 }
             }
             IpFamily::V6 => {
@@ -182,8 +180,8 @@ mod tests {
                 (AddressType::InternalIp, "10.0.1.5".into()),
                 (AddressType::ExternalIp, "203.0.113.5".into()),
                 (AddressType::InternalDns, "ip-10-0-0-5.ec2.internal".into()),
-                (AddressType::ExternalDns, "ec2-203-0-113-5.compute-1.amazonaws.com".into()),
                 (AddressType::Hostname, "ip-10-0-0-5.ec2.internal".into()),
+                (AddressType::ExternalDns, "ec2-203-0-113-5.compute-1.amazonaws.com".into()),
             ]
         );
         let v6: Vec<String> = addresses(&instance, &[IpFamily::V6]).into_iter().map(|a| a.address).collect();

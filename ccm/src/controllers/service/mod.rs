@@ -71,6 +71,8 @@ struct Synced {
     fingerprint: u64,
     nodes: BTreeSet<(String, Option<String>)>,
     at: Instant,
+    /// The last full ensure found the Service invalid: only host updates until it changes.
+    invalid: bool,
 }
 
 struct Context<P: CloudProvider> {
@@ -228,11 +230,14 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
         previous.filter(|p| p.fingerprint == fingerprint && objects::has_finalizer(service, LB_CLEANUP_FINALIZER))
     {
         let due = next_resync(prev.at).is_some_and(|left| left.is_zero());
-        if !due && prev.nodes == node_set {
-            return Ok(next_resync(prev.at).map_or_else(Action::await_change, Action::requeue));
+        // New Nodes go to the load balancer as a host update; for an invalid Service that is
+        // all that can be done, even when a periodic re-ensure is due.
+        if prev.nodes != node_set && (!due || prev.invalid) {
+            let at = prev.at;
+            update_hosts(ctx, &object, &key, &info, &nodes, node_set, prev).await?;
+            return Ok(next_resync(at).map_or_else(Action::await_change, Action::requeue));
         }
         if !due {
-            update_hosts(ctx, &object, &key, &info, &nodes, fingerprint, node_set, prev.at).await?;
             return Ok(next_resync(prev.at).map_or_else(Action::await_change, Action::requeue));
         }
     }
@@ -247,8 +252,8 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     }
     ctx.shared.metrics.lb_sync.inc();
     let result = ctx.load_balancers().ensure(&ctx.settings.cluster_name, &info, &nodes).await;
-    let remember = || {
-        let synced = Synced { fingerprint, nodes: node_set.clone(), at: Instant::now() };
+    let remember = |invalid: bool| {
+        let synced = Synced { fingerprint, nodes: node_set.clone(), at: Instant::now(), invalid };
         ctx.synced.lock().expect("lock").insert(key.clone(), synced);
     };
     match result {
@@ -261,7 +266,7 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
             if lb_status.ingress != info.current_ingress {
                 status::set_ingress(&api, &service.name_any(), &lb_status.ingress).await?;
             }
-            remember();
+            remember(false);
             Ok(ctx
                 .settings
                 .resync
@@ -269,7 +274,7 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
         }
         Err(CloudError::ImplementedElsewhere) => {
             tracing::debug!(service = %key, "load balancer implemented elsewhere");
-            remember();
+            remember(false);
             Ok(Action::await_change())
         }
         Err(err) => {
@@ -277,23 +282,21 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
             // Only a change of the Service fixes this; until then its existing load balancer
             // still follows the Nodes (host updates), as it would under upstream.
             if err.retry() == cloud_provider::Retry::Never {
-                remember();
+                remember(true);
             }
             Err(err.into())
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn update_hosts<P: CloudProvider>(
     ctx: &Context<P>,
     object: &ObjectReference,
     key: &str,
     info: &cloud_provider::ServiceInfo,
     nodes: &[NodeInfo],
-    fingerprint: u64,
     node_set: BTreeSet<(String, Option<String>)>,
-    synced_at: Instant,
+    previous: Synced,
 ) -> Result<(), ReconcileError> {
     let started = Instant::now();
     let result = ctx.load_balancers().update_hosts(&ctx.settings.cluster_name, info, nodes).await;
@@ -308,7 +311,7 @@ async fn update_hosts<P: CloudProvider>(
                 ctx.events.normal(object, "UpdatedLoadBalancer", "Updated load balancer with new hosts").await;
             }
             // The resync clock keeps running from the last full ensure.
-            let synced = Synced { fingerprint, nodes: node_set, at: synced_at };
+            let synced = Synced { nodes: node_set, ..previous };
             ctx.synced.lock().expect("lock").insert(key.to_string(), synced);
             ctx.shared.metrics.nodesync_latency.observe(started.elapsed().as_secs_f64());
             Ok(())
