@@ -35,7 +35,9 @@ pub async fn region(config: &CloudConfig) -> Result<String, String> {
 }
 
 pub async fn discover(config: &CloudConfig, ec2: &Ec2) -> Result<Discovered, String> {
-    let legacy = config.global.kubernetes_cluster_id.is_none() && config.global.kubernetes_cluster_tag.is_some();
+    // Upstream writes the legacy `KubernetesCluster` tag whenever `KubernetesClusterTag` is
+    // configured, or, without a configured ID, when this instance carries that tag.
+    let legacy = config.global.kubernetes_cluster_tag.is_some();
     if config.off_aws() {
         return Ok(Discovered {
             vpc_id: config.global.vpc.clone().unwrap_or_default(),
@@ -61,11 +63,15 @@ pub async fn discover(config: &CloudConfig, ec2: &Ec2) -> Result<Discovered, Str
         instance.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
     )
     .map_err(|e| format!("this instance's tags: {e}"))?;
-    let cluster_id = config.cluster_id().or(tagged).ok_or_else(|| {
-        format!(
-            "no cluster ID: set KubernetesClusterID in [Global], or tag this instance ({instance_id}) kubernetes.io/cluster/<id>"
-        )
-    })?;
+    let (cluster_id, legacy) = match (config.cluster_id(), tagged) {
+        (Some(id), _) => (id, legacy),
+        (None, Some(t)) => (t.cluster_id, t.legacy),
+        (None, None) => {
+            return Err(format!(
+                "no cluster ID: set KubernetesClusterID in [Global], or tag this instance ({instance_id}) kubernetes.io/cluster/<id>"
+            ));
+        }
+    };
     Ok(Discovered {
         vpc_id,
         cluster: ClusterTags { cluster_id, legacy },

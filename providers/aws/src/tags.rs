@@ -40,9 +40,20 @@ impl ClusterTags {
     }
 }
 
+/// The cluster tags found on an instance: the ID and whether it came with the legacy tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedCluster {
+    pub cluster_id: String,
+    /// The instance carries `KubernetesCluster`: upstream then writes the legacy tag too.
+    pub legacy: bool,
+}
+
 /// The cluster ID in a set of tags (upstream's rules): the legacy tag's value, or the ID in a
-/// `kubernetes.io/cluster/<id>` key; more than one of a kind is an error.
-pub fn cluster_id_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Option<String>, String> {
+/// `kubernetes.io/cluster/<id>` key; more than one of a kind, or a legacy and a new tag that
+/// disagree, is an error.
+pub fn cluster_id_from_tags<'a>(
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Option<TaggedCluster>, String> {
     let mut legacy = Vec::new();
     let mut new = Vec::new();
     for (k, v) in tags {
@@ -55,7 +66,12 @@ pub fn cluster_id_from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str
     if legacy.len() > 1 || new.len() > 1 {
         return Err(format!("more than one cluster tag: {legacy:?} {new:?}"));
     }
-    Ok(new.into_iter().next().or_else(|| legacy.into_iter().next()))
+    match (legacy.pop(), new.pop()) {
+        (Some(l), Some(n)) if l != n => Err(format!("the cluster tags disagree: {LEGACY_CLUSTER_TAG}={l} and {CLUSTER_TAG_PREFIX}{n}")),
+        (Some(l), _) => Ok(Some(TaggedCluster { cluster_id: l, legacy: true })),
+        (None, Some(n)) => Ok(Some(TaggedCluster { cluster_id: n, legacy: false })),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -77,8 +93,15 @@ mod tests {
 
     #[test]
     fn cluster_id_from_instance_tags() {
-        assert_eq!(cluster_id_from_tags([("kubernetes.io/cluster/k1", "owned")]), Ok(Some("k1".into())));
-        assert_eq!(cluster_id_from_tags([("KubernetesCluster", "old")]), Ok(Some("old".into())));
+        let found = |id: &str, legacy: bool| Ok(Some(TaggedCluster { cluster_id: id.into(), legacy }));
+        assert_eq!(cluster_id_from_tags([("kubernetes.io/cluster/k1", "owned")]), found("k1", false));
+        assert_eq!(cluster_id_from_tags([("KubernetesCluster", "old")]), found("old", true));
+        assert_eq!(
+            cluster_id_from_tags([("KubernetesCluster", "k1"), ("kubernetes.io/cluster/k1", "owned")]),
+            found("k1", true),
+            "upstream writes legacy tags whenever the instance has one"
+        );
+        assert!(cluster_id_from_tags([("KubernetesCluster", "a"), ("kubernetes.io/cluster/b", "owned")]).is_err());
         assert_eq!(cluster_id_from_tags([("Name", "x")]), Ok(None));
         assert!(
             cluster_id_from_tags([("kubernetes.io/cluster/a", "owned"), ("kubernetes.io/cluster/b", "owned")]).is_err()
