@@ -14,6 +14,7 @@
 //! holds the Lease, and the process exits if it loses it. SIGTERM/SIGINT stop the controllers,
 //! release the Lease and exit within [`SHUTDOWN_GRACE`].
 
+pub mod compat_flags;
 pub mod controllers;
 pub mod duration;
 pub mod events;

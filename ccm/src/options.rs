@@ -139,6 +139,11 @@ pub struct Args {
     /// Accepted for compatibility; leader migration is not implemented.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_leader_migration: Option<bool>,
+
+    /// The rest of upstream's flags (serving, authentication, profiling, client tuning,
+    /// webhooks, the tagging controller): accepted, no effect.
+    #[command(flatten)]
+    pub compat: crate::compat_flags::CompatFlags,
 }
 
 /// How the process logs.
@@ -272,6 +277,7 @@ impl TryFrom<Args> for Config {
         ]
         .into_iter()
         .filter_map(|(flag, given)| given.then_some(flag))
+        .chain(args.compat.given())
         .collect();
 
         if !problems.is_empty() {

@@ -298,3 +298,49 @@ fn corpus_covers_every_annotation_for_each_type() {
     assert!(missing.is_empty(), "annotations no corpus Service uses: {missing:?}");
     assert!(specs.len() >= 60, "the corpus has {} Services; at least 60", specs.len());
 }
+
+/// Every flag upstream v1.37.1 lists in its `--help`, and its two hidden ones, is accepted by
+/// ours, so an upstream manifest's command line starts (the values are checked later).
+#[test]
+fn every_upstream_flag_is_accepted() {
+    use clap::Parser;
+    use cloud_controller_manager::options::Args;
+    let out = std::process::Command::new(ccm_e2e::upstream_binary()).arg("--help").output().expect("upstream --help");
+    let help = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let mut flags: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("-v, ").unwrap_or(line);
+        let Some(rest) = line.strip_prefix("--") else { continue };
+        let mut words = rest.split_whitespace();
+        let name = words.next().unwrap_or_default().to_string();
+        // The type word follows the name (`--kube-api-qps float32`, `-v, --v Level`); none: a bool.
+        let kind = words
+            .next()
+            .filter(|w| *w == "Level" || !w.chars().next().is_some_and(char::is_uppercase))
+            .unwrap_or("bool");
+        flags.push((name, kind.to_string()));
+    }
+    flags.push(("node-sync-period".into(), "duration".into()));
+    flags.push(("allow-untagged-cloud".into(), "bool".into()));
+    assert!(flags.len() > 80, "upstream's --help lists {} flags: {help}", flags.len());
+    let mut refused = Vec::new();
+    for (name, kind) in &flags {
+        if name == "help" || name == "version" {
+            continue;
+        }
+        let value = match kind.as_str() {
+            "bool" => "true",
+            "duration" => "1m",
+            "int" | "int32" | "float32" | "uint" | "Level" => "1",
+            "ip" => "127.0.0.1",
+            "mapStringBool" | "mapStringString" => "a=b",
+            _ => "leases",
+        };
+        let arg = format!("--{name}={value}");
+        if let Err(err) = Args::try_parse_from(["cloud-controller-manager", arg.as_str()]) {
+            refused.push(format!("{arg}: {}", err.kind()));
+        }
+    }
+    assert!(refused.is_empty(), "upstream flags ours refuses: {refused:#?}");
+}

@@ -36,6 +36,15 @@ fn flags_reference_matches_help() {
 }
 
 #[test]
+fn compat_flags_reference_matches_the_code() {
+    let list: Vec<String> = cloud_controller_manager::compat_flags::CompatFlags::ALL
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect();
+    check("flags.md", "compat-flags", &format!("{}\n", list.join(", ")));
+}
+
+#[test]
 fn metrics_reference_matches_the_registries() {
     use cloud_provider_aws::api_metrics::{ApiMetrics, CallLabels, OperationLabels, RequestLabels};
     let mut metrics = Metrics::default();
