@@ -48,9 +48,14 @@ pub fn is_ready(node: &Node) -> bool {
 /// Upstream's stable load-balancer node set: not being deleted, not excluded by label, not
 /// about to be removed by the cluster autoscaler. Readiness is deliberately not a criterion.
 pub fn is_lb_eligible(node: &Node) -> bool {
-    if node.metadata.deletion_timestamp.is_some() || has_taint(node, TO_BE_DELETED_TAINT) {
-        return false;
-    }
+    node.metadata.deletion_timestamp.is_none() && !has_taint(node, TO_BE_DELETED_TAINT) && is_lb_included(node)
+}
+
+/// Not excluded by the `node.kubernetes.io/exclude-from-external-load-balancers` label. Of the
+/// eligibility rules, only this one (and a Node's arrival, departure or providerID) makes
+/// upstream look at the load balancers again: the autoscaler's taint alone does not, so a Node
+/// being drained keeps its connections until something else changes.
+pub fn is_lb_included(node: &Node) -> bool {
     match node.metadata.labels.as_ref().and_then(|l| l.get(EXCLUDE_FROM_LB_LABEL)) {
         None => true,
         // Go's strconv.ParseBool: only a value that parses as false keeps the Node.

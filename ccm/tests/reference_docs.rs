@@ -37,10 +37,8 @@ fn flags_reference_matches_help() {
 
 #[test]
 fn compat_flags_reference_matches_the_code() {
-    let list: Vec<String> = cloud_controller_manager::compat_flags::CompatFlags::ALL
-        .iter()
-        .map(|f| format!("`{f}`"))
-        .collect();
+    let list: Vec<String> =
+        cloud_controller_manager::compat_flags::CompatFlags::ALL.iter().map(|f| format!("`{f}`")).collect();
     check("flags.md", "compat-flags", &format!("{}\n", list.join(", ")));
 }
 

@@ -272,3 +272,38 @@ async fn drift_is_repaired_by_the_periodic_re_ensure_and_node_trouble_is_reporte
     eventually("deleted", WAIT, || async { Ok(services.get_opt("lonely").await?.is_none().then_some(())) }).await?;
     ccm.stop().await
 }
+
+/// As upstream: the cluster autoscaler's `ToBeDeletedByClusterAutoscaler` taint alone does not
+/// touch the load balancers (the Node keeps its connections while it is drained); the next
+/// change that does (here a Node joining) leaves the tainted Node out.
+#[tokio::test]
+async fn the_autoscaler_taint_waits_for_the_next_node_change() -> Result<()> {
+    let ccm = Ccm::start(FakeCloud::default(), &["--controllers=service"]).await?;
+    let client = ccm.client.clone();
+    register_nodes(&client, &["cas-n1", "cas-n2"]).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services.create(&PostParams::default(), &lb_service("drained")).await?;
+    eventually("both Nodes targeted", WAIT, || async {
+        Ok((lb_nodes(&ccm.cloud, "default/drained").await.unwrap_or_default() == ["cas-n1", "cas-n2"]).then_some(()))
+    })
+    .await?;
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let taint = serde_json::json!({"spec": {"taints": [{"key": "ToBeDeletedByClusterAutoscaler", "value": "1", "effect": "NoSchedule"}]}});
+    nodes.patch("cas-n1", &PatchParams::default(), &Patch::Merge(&taint)).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        lb_nodes(&ccm.cloud, "default/drained").await.unwrap_or_default(),
+        ["cas-n1", "cas-n2"],
+        "the taint alone changes nothing"
+    );
+
+    register_nodes(&client, &["cas-n3"]).await?;
+    eventually("the tainted Node left out at the next change", WAIT, || async {
+        Ok((lb_nodes(&ccm.cloud, "default/drained").await.unwrap_or_default() == ["cas-n2", "cas-n3"]).then_some(()))
+    })
+    .await?;
+    services.delete("drained", &DeleteParams::default()).await?;
+    eventually("deleted", WAIT, || async { Ok(services.get_opt("drained").await?.is_none().then_some(())) }).await?;
+    ccm.stop().await
+}

@@ -198,8 +198,7 @@ fn is_kubernetes_namespaced(key: &str) -> bool {
 fn node_addresses(node: &Node, meta: &InstanceMetadata) -> Result<Vec<NodeAddress>, ReconcileError> {
     let mut addresses = meta.addresses.clone();
     if !addresses.iter().any(|a| a.kind == AddressType::Hostname) {
-        addresses
-            .extend(objects::node_info(node).addresses.into_iter().filter(|a| a.kind == AddressType::Hostname));
+        addresses.extend(objects::node_info(node).addresses.into_iter().filter(|a| a.kind == AddressType::Hostname));
     }
     let Some(provided) = node.annotations().get(PROVIDED_NODE_IP_ANNOTATION) else { return Ok(addresses) };
     let invalid = |why: String| -> ReconcileError {

@@ -67,7 +67,9 @@ pub fn cluster_id_from_tags<'a>(
         return Err(format!("more than one cluster tag: {legacy:?} {new:?}"));
     }
     match (legacy.pop(), new.pop()) {
-        (Some(l), Some(n)) if l != n => Err(format!("the cluster tags disagree: {LEGACY_CLUSTER_TAG}={l} and {CLUSTER_TAG_PREFIX}{n}")),
+        (Some(l), Some(n)) if l != n => {
+            Err(format!("the cluster tags disagree: {LEGACY_CLUSTER_TAG}={l} and {CLUSTER_TAG_PREFIX}{n}"))
+        }
         (Some(l), _) => Ok(Some(TaggedCluster { cluster_id: l, legacy: true })),
         (None, Some(n)) => Ok(Some(TaggedCluster { cluster_id: n, legacy: false })),
         (None, None) => Ok(None),

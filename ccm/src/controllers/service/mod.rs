@@ -142,7 +142,10 @@ pub async fn run<P: CloudProvider>(
     node_watch.abort();
 }
 
-/// Sends a trigger whenever the eligible node set (names and providerIDs) changes.
+/// Sends a trigger whenever the Nodes that matter for load balancers change, as upstream
+/// decides it: a Node arrives or leaves, its providerID changes, or the exclusion label flips.
+/// The autoscaler's `ToBeDeletedByClusterAutoscaler` taint is not a trigger (connection
+/// draining), though every sync that happens leaves such a Node out.
 async fn watch_node_set(
     events: impl futures::Stream<Item = Result<Node, watcher::Error>>,
     store: Store<Node>,
@@ -155,7 +158,12 @@ async fn watch_node_set(
             tracing::warn!(%err, "node watch");
             continue;
         }
-        let current = node_key(&eligible_nodes(&store));
+        let current: BTreeSet<(String, Option<String>)> = store
+            .state()
+            .iter()
+            .filter(|n| objects::is_lb_included(n))
+            .map(|n| (n.name_any(), n.spec.as_ref().and_then(|s| s.provider_id.clone())))
+            .collect();
         if last.as_ref() != Some(&current) {
             last = Some(current);
             // A full channel already holds a pending trigger, which covers this change too.
