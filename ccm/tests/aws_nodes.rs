@@ -235,3 +235,38 @@ async fn a_hundred_nodes_joining_cost_at_most_five_describe_instances() -> Resul
     drop(ccm);
     cluster.assert_nothing_left().await
 }
+
+/// `RoleARN` is assumed through STS with upstream's confused-deputy headers, and every EC2 call
+/// is then signed with the role's credentials, not the ones the process started with.
+#[tokio::test]
+async fn role_arn_is_assumed_with_upstreams_source_headers() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("assume-role").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
+    let names = register(&client, &vpc).await?;
+    let role = "arn:aws:iam::123456789012:role/cloud-controller-manager";
+    let source = "arn:aws:eks:us-east-1:123456789012:cluster/parity";
+    let config = format!("{}RoleARN = {role}\nSourceARN = {source}\n", off_aws_config(&cluster, &vpc));
+    let ccm = start(&cluster, &config, None, &["--controllers=cloud-node"])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+
+    let calls = cluster.proxy.calls();
+    let assume: Vec<_> = calls.iter().filter(|c| c.call.action == "AssumeRole").collect();
+    assert!(!assume.is_empty(), "no AssumeRole among {:?}", cluster.proxy.summary());
+    let header =
+        |c: &ccm_e2e::proxy::CallRecord, name: &str| c.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param =
+        |c: &ccm_e2e::proxy::CallRecord, name: &str| c.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(header(assume[0], "x-amz-source-account").as_deref(), Some("123456789012"));
+    assert_eq!(header(assume[0], "x-amz-source-arn").as_deref(), Some(source));
+    assert_eq!(param(assume[0], "RoleArn").as_deref(), Some(role));
+    let ec2: Vec<_> = calls.iter().filter(|c| c.call.service == Service::Ec2).collect();
+    assert!(!ec2.is_empty());
+    for call in ec2 {
+        let auth = header(call, "authorization").unwrap_or_default();
+        assert!(!auth.contains("Credential=test/"), "{} signed with the process's own key: {auth}", call.call.action);
+    }
+    Ok(())
+}

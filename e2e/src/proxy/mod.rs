@@ -36,6 +36,8 @@ pub struct CallRecord {
     /// The query-protocol parameters (`SubnetMappings.member.1.AllocationId=…`), for tests that
     /// assert what was asked where the emulator's answer would not show it.
     pub params: Vec<(String, String)>,
+    /// The request's headers (names lower-case), e.g. to check what credentials signed it.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -175,7 +177,12 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
             }
         }
         let params = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        record.calls.push(CallRecord { call: call.clone(), fault: error.clone(), params });
+        let headers = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        record.calls.push(CallRecord { call: call.clone(), fault: error.clone(), params, headers });
         (delay, error)
     };
     tracing::debug!(service = %call.service, action = %call.action, ?error, ?delay, "AWS call");

@@ -31,16 +31,93 @@ pub async fn sdk_config(config: &CloudConfig, region: &str) -> SdkConfig {
         .await;
     match &config.global.role_arn {
         Some(role) => {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("cloud-controller-manager")
-                .configure(&base)
-                .build()
-                .await;
+            let provider = AssumeRole::new(&base, role, config.global.source_arn.as_deref());
             base.into_builder()
                 .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(provider))
                 .build()
         }
         None => base,
+    }
+}
+
+/// `RoleARN` assumed through STS, as upstream assumes it: with the confused-deputy headers
+/// `x-amz-source-account` (the role's account) and, when `SourceARN` is set, `x-amz-source-arn`,
+/// which a role's trust policy can require (`aws:SourceAccount`, `aws:SourceArn`). The SDK's
+/// identity cache in front of it renews the credentials before they expire.
+#[derive(Debug)]
+struct AssumeRole {
+    sts: aws_sdk_sts::Client,
+    role: String,
+}
+
+/// Adds the source headers to every STS request.
+#[derive(Debug)]
+struct SourceHeaders(Vec<(&'static str, String)>);
+
+impl aws_sdk_sts::config::Intercept for SourceHeaders {
+    fn name(&self) -> &'static str {
+        "SourceHeaders"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_sts::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_sdk_sts::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_sts::config::ConfigBag,
+    ) -> Result<(), aws_sdk_sts::error::BoxError> {
+        for (name, value) in &self.0 {
+            context.request_mut().headers_mut().insert(*name, value.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The headers upstream sends on AssumeRole for `role` and `source_arn`.
+pub fn source_headers(role: &str, source_arn: Option<&str>) -> Vec<(&'static str, String)> {
+    // arn:partition:iam::<account>:role/<name>
+    let account = role.split(':').nth(4).unwrap_or_default().to_string();
+    let mut headers = vec![("x-amz-source-account", account)];
+    headers.extend(source_arn.filter(|a| !a.is_empty()).map(|a| ("x-amz-source-arn", a.to_string())));
+    headers
+}
+
+impl AssumeRole {
+    fn new(base: &SdkConfig, role: &str, source_arn: Option<&str>) -> Self {
+        let config = aws_sdk_sts::config::Builder::from(base)
+            .interceptor(SourceHeaders(source_headers(role, source_arn)))
+            .build();
+        Self { sts: aws_sdk_sts::Client::from_conf(config), role: role.to_string() }
+    }
+
+    async fn assume(&self) -> aws_credential_types::provider::Result {
+        use aws_credential_types::provider::error::CredentialsError;
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role)
+            .role_session_name("cloud-controller-manager")
+            .send()
+            .await
+            .map_err(CredentialsError::provider_error)?;
+        let c =
+            out.credentials().ok_or_else(|| CredentialsError::provider_error("AssumeRole returned no credentials"))?;
+        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+        Ok(aws_credential_types::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            expiry,
+            "AssumeRole",
+        ))
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for AssumeRole {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(self.assume())
     }
 }
 
