@@ -270,3 +270,39 @@ async fn role_arn_is_assumed_with_upstreams_source_headers() -> Result<()> {
     }
     Ok(())
 }
+
+/// A `[ServiceOverride]` sends the service's calls to its URL, signed with its SigningRegion and
+/// SigningName, as upstream signs them (an endpoint that expects another signing name, such as
+/// a VPC endpoint or a proxy, accepts them).
+#[tokio::test]
+async fn service_override_signing_name_and_region() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("signing").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
+    let names = register(&client, &vpc).await?;
+    let config = format!(
+        "{}[ServiceOverride \"ec2\"]\nService = EC2\nRegion = {}\nURL = {}\nSigningRegion = eu-west-1\nSigningName = custom-ec2\n",
+        off_aws_config(&cluster, &vpc),
+        cluster.region,
+        cluster.proxy.endpoint()
+    );
+    // Anything not overridden would go to a closed port: the override alone must carry EC2.
+    // (moto routes requests by signing name, so it cannot answer these; the proxy's record of
+    // what was sent is the point.)
+    let ccm =
+        support::aws::start_with_endpoint(&cluster, &config, "http://127.0.0.1:9", &["--controllers=cloud-node"])?;
+    let ec2 = eventually("EC2 calls through the override", WAIT, || async {
+        let calls: Vec<_> = cluster.proxy.calls().into_iter().filter(|c| c.call.service == Service::Ec2).collect();
+        Ok((!calls.is_empty()).then_some(calls))
+    })
+    .await
+    .with_context(|| ccm.log_tail())?;
+    let _ = names;
+    for call in ec2 {
+        let auth = call.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
+        assert!(auth.contains("/eu-west-1/custom-ec2/aws4_request"), "{}: {auth}", call.call.action);
+    }
+    Ok(())
+}

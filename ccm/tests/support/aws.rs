@@ -20,6 +20,26 @@ pub fn off_aws_config(cluster: &TestCluster, vpc: &SeededVpc) -> String {
 }
 
 pub fn start(cluster: &TestCluster, cloud_config: &str, imds: Option<&ImdsStub>, extra: &[&str]) -> Result<CcmProcess> {
+    start_at(cluster, cloud_config, cluster.proxy.endpoint(), imds, extra)
+}
+
+/// As [`start`], with `AWS_ENDPOINT_URL` set to `endpoint` instead of the proxy.
+pub fn start_with_endpoint(
+    cluster: &TestCluster,
+    cloud_config: &str,
+    endpoint: &str,
+    extra: &[&str],
+) -> Result<CcmProcess> {
+    start_at(cluster, cloud_config, endpoint, None, extra)
+}
+
+fn start_at(
+    cluster: &TestCluster,
+    cloud_config: &str,
+    endpoint: &str,
+    imds: Option<&ImdsStub>,
+    extra: &[&str],
+) -> Result<CcmProcess> {
     let plane = ccm_e2e::ControlPlane::shared();
     let path = std::env::temp_dir().join(format!("{}-cloud.conf", cluster.id));
     std::fs::write(&path, cloud_config)?;
@@ -42,7 +62,7 @@ pub fn start(cluster: &TestCluster, cloud_config: &str, imds: Option<&ImdsStub>,
     args.push(format!("--cluster-name={}", cluster.id));
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut envs = vec![
-        ("AWS_ENDPOINT_URL", cluster.proxy.endpoint().to_string()),
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", cluster.region.clone()),

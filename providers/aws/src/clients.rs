@@ -121,31 +121,76 @@ impl aws_credential_types::provider::ProvideCredentials for AssumeRole {
     }
 }
 
-/// The endpoint and signing region a `[ServiceOverride]` sets for `service`, if any.
-fn override_of<'a>(config: &'a CloudConfig, service: &str, region: &str) -> Option<(&'a str, Region)> {
-    config.override_for(service, region).map(|o| (o.url.as_str(), Region::new(o.signing_region.clone())))
+/// A `[ServiceOverride]`'s endpoint: its URL, signed for its `SigningRegion` and, when given,
+/// its `SigningName` (upstream passes both to the SDK's SigV4 signer).
+#[derive(Debug, Clone)]
+struct Override {
+    url: String,
+    signing_region: String,
+    signing_name: Option<String>,
 }
+
+impl Override {
+    fn of(config: &CloudConfig, service: &str, region: &str) -> Option<Self> {
+        config.override_for(service, region).map(|o| Self {
+            url: o.url.clone(),
+            signing_region: o.signing_region.clone(),
+            signing_name: o.signing_name.clone().filter(|n| !n.is_empty()),
+        })
+    }
+
+    /// The endpoint, with the signing settings where the SDK's signer reads them: the
+    /// `authSchemes` property an endpoint resolver returns.
+    fn endpoint(&self) -> aws_smithy_types::endpoint::Endpoint {
+        use aws_smithy_types::Document;
+        let mut scheme = std::collections::HashMap::new();
+        scheme.insert("name".to_string(), Document::String("sigv4".into()));
+        scheme.insert("signingRegion".to_string(), Document::String(self.signing_region.clone()));
+        if let Some(name) = &self.signing_name {
+            scheme.insert("signingName".to_string(), Document::String(name.clone()));
+        }
+        aws_smithy_types::endpoint::Endpoint::builder()
+            .url(self.url.clone())
+            .property("authSchemes", Document::Array(vec![Document::Object(scheme)]))
+            .build()
+    }
+}
+
+macro_rules! resolves_endpoints {
+    ($($sdk:ident),*) => {$(
+        impl $sdk::config::endpoint::ResolveEndpoint for Override {
+            fn resolve_endpoint<'a>(
+                &'a self,
+                _params: &'a $sdk::config::endpoint::Params,
+            ) -> $sdk::config::endpoint::EndpointFuture<'a> {
+                $sdk::config::endpoint::EndpointFuture::ready(Ok(self.endpoint()))
+            }
+        }
+    )*};
+}
+
+resolves_endpoints!(aws_sdk_ec2, aws_sdk_elasticloadbalancing, aws_sdk_elasticloadbalancingv2);
 
 pub fn ec2(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_ec2::Client {
     let mut builder = aws_sdk_ec2::config::Builder::from(sdk);
-    if let Some((url, signing)) = override_of(config, "EC2", region) {
-        builder = builder.endpoint_url(url).region(signing);
+    if let Some(o) = Override::of(config, "EC2", region) {
+        builder = builder.region(Region::new(o.signing_region.clone())).endpoint_resolver(o);
     }
     aws_sdk_ec2::Client::from_conf(builder.build())
 }
 
 pub fn elb(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_elasticloadbalancing::Client {
     let mut builder = aws_sdk_elasticloadbalancing::config::Builder::from(sdk);
-    if let Some((url, signing)) = override_of(config, "Elastic Load Balancing", region) {
-        builder = builder.endpoint_url(url).region(signing);
+    if let Some(o) = Override::of(config, "Elastic Load Balancing", region) {
+        builder = builder.region(Region::new(o.signing_region.clone())).endpoint_resolver(o);
     }
     aws_sdk_elasticloadbalancing::Client::from_conf(builder.build())
 }
 
 pub fn elbv2(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_elasticloadbalancingv2::Client {
     let mut builder = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk);
-    if let Some((url, signing)) = override_of(config, "Elastic Load Balancing v2", region) {
-        builder = builder.endpoint_url(url).region(signing);
+    if let Some(o) = Override::of(config, "Elastic Load Balancing v2", region) {
+        builder = builder.region(Region::new(o.signing_region.clone())).endpoint_resolver(o);
     }
     aws_sdk_elasticloadbalancingv2::Client::from_conf(builder.build())
 }
