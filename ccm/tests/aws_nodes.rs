@@ -306,3 +306,35 @@ async fn service_override_signing_name_and_region() -> Result<()> {
     }
     Ok(())
 }
+
+/// `topology.k8s.aws/network-node-layer-N` labels from DescribeInstanceTopology, as upstream
+/// adds them (moto has no topology data: the proxy answers for it, as EC2 does for a P5).
+#[tokio::test]
+async fn network_topology_labels() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("topology").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
+    let names = register(&client, &vpc).await?;
+    let instance = &vpc.instances[0];
+    cluster.proxy.inject(
+        ccm_e2e::FaultRule::respond(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeInstanceTopologyResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>r-1</requestId><instanceSet><item><instanceId>{}</instanceId><instanceType>m5.large</instanceType>\
+             <groupName>g</groupName><networkNodeSet><item>nn-core</item><item>nn-spine</item><item>nn-leaf</item></networkNodeSet>\
+             <availabilityZone>{}</availabilityZone><zoneId>use1-az1</zoneId></item></instanceSet></DescribeInstanceTopologyResponse>",
+            instance.id, instance.zone
+        ))
+        .on_service(Service::Ec2)
+        .on_action("DescribeInstanceTopology"),
+    );
+    let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), None, &["--controllers=cloud-node"])?;
+    wait_all_initialized(&client, &names, &ccm).await?;
+    let labels = get_node(&client, &names[0]).await?.metadata.labels.unwrap_or_default();
+    for (layer, node) in [(1, "nn-core"), (2, "nn-spine"), (3, "nn-leaf")] {
+        assert_eq!(labels.get(&format!("topology.k8s.aws/network-node-layer-{layer}")).map(String::as_str), Some(node));
+    }
+    assert_eq!(cluster.proxy.count(Service::Ec2, "DescribeInstanceTopology"), 1);
+    Ok(())
+}

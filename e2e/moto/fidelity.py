@@ -19,6 +19,9 @@ and "repair" it, and the tests would measure the emulator rather than the contro
 - moto gives every ELBv2 listener an SslPolicy; AWS gives one only to TLS and HTTPS listeners.
   Upstream's CCM modifies a TCP listener that reports one.
 - An NLB created without a Scheme has an empty one in moto; AWS makes it internet-facing.
+- moto does not serve EC2 DescribeInstanceTopology (HTTP 500). AWS answers it for every
+  instance, with an empty list for instance types that have no topology (such as the m5.large
+  the seed launches); both CCMs ask it once per instance type when a Node joins.
 - ELBv2 attributes AWS always returns are missing, so a CCM that compares what it wants with
   what it reads would write them on every adoption: `access_logs.s3.enabled` (false) on a load
   balancer, and on TCP/UDP/TLS target groups `proxy_protocol_v2.enabled` (false) and
@@ -132,9 +135,20 @@ def _ssl_policy_only_for_tls() -> None:
     elbv2.ELBv2Backend.create_listener = create_listener
 
 
+def _instance_topology() -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+
+    def describe_instance_topology(self):
+        return ActionResult({"Instances": []})
+
+    EC2Response.describe_instance_topology = describe_instance_topology
+
+
 def apply() -> None:
     _keep_instance_protocols()
     _default_health_check()
     _draining_timeout()
     _elbv2_default_attributes()
     _ssl_policy_only_for_tls()
+    _instance_topology()

@@ -18,6 +18,9 @@ pub enum Fault {
     /// Any AWS error: HTTP status and error code (e.g. 400 `DependencyViolation`), for the
     /// answers an emulator never gives.
     Error(u16, &'static str),
+    /// A successful answer with this XML body, for data the emulator cannot have (an
+    /// instance's network topology).
+    Respond(String),
 }
 
 /// Which calls a fault applies to, how often, and how many times.
@@ -48,6 +51,10 @@ impl FaultRule {
     }
     pub fn error(status: u16, code: &'static str) -> Self {
         Self::new(Fault::Error(status, code))
+    }
+    /// Answer with HTTP 200 and `body` instead of asking the emulator.
+    pub fn respond(body: impl Into<String>) -> Self {
+        Self::new(Fault::Respond(body.into()))
     }
     /// Only calls to this service.
     pub fn on_service(mut self, service: Service) -> Self {
@@ -95,6 +102,7 @@ pub(super) fn error_response(fault: &Fault, service: &Service) -> (u16, String) 
         (Fault::ServerError(status), Service::Ec2) => (*status, "InternalError", "An internal error has occurred."),
         (Fault::ServerError(status), _) => (*status, "InternalFailure", "An internal error has occurred."),
         (Fault::Error(status, code), _) => (*status, *code, "Injected by the e2e proxy."),
+        (Fault::Respond(body), _) => return (200, body.clone()),
         (Fault::Latency(_), _) => unreachable!("latency is not an error"),
     };
     let body = match service {

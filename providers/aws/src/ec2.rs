@@ -12,8 +12,9 @@ use crate::calls::Calls;
 use crate::errors::AwsError;
 
 /// Every EC2 operation [`Ec2`] calls.
-pub const OPERATIONS: [&str; 13] = [
+pub const OPERATIONS: [&str; 14] = [
     "DescribeInstances",
+    "DescribeInstanceTopology",
     "DescribeAvailabilityZones",
     "DescribeRouteTables",
     "CreateRoute",
@@ -61,6 +62,14 @@ impl Ec2 {
                 return Ok(out);
             }
         }
+    }
+
+    /// DescribeInstanceTopology for one instance: its network nodes, or `None` when EC2 lists
+    /// no topology for it.
+    pub async fn instance_topology(&self, id: &str) -> Result<Option<Vec<String>>, AwsError> {
+        let request = self.client.describe_instance_topology().instance_ids(id);
+        let out = self.calls.run("aws/ec2.DescribeInstanceTopology", request.send()).await?;
+        Ok(out.instances().first().map(|t| t.network_nodes().to_vec()))
     }
 
     pub async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>, AwsError> {

@@ -11,6 +11,7 @@ use crate::config::IpFamily;
 use crate::ec2::Ec2;
 use crate::instance_cache::{InstanceCache, InstanceKey};
 use crate::provider_id;
+use crate::topology::{self, Found, NETWORK_NODE_LABEL_PREFIX, Topology};
 
 /// The label with the AZ's ID (e.g. `use1-az6`), as upstream adds it.
 pub const ZONE_ID_LABEL: &str = "topology.k8s.aws/zone-id";
@@ -18,14 +19,21 @@ pub const ZONE_ID_LABEL: &str = "topology.k8s.aws/zone-id";
 pub struct AwsInstances {
     pub(crate) cache: Arc<InstanceCache>,
     ec2: Ec2,
+    topology: Topology,
     region: String,
     families: Vec<IpFamily>,
     zones: tokio::sync::Mutex<(Option<Instant>, HashMap<String, String>)>,
 }
 
 impl AwsInstances {
-    pub fn new(cache: Arc<InstanceCache>, ec2: Ec2, region: String, families: Vec<IpFamily>) -> Self {
-        Self { cache, ec2, region, families, zones: tokio::sync::Mutex::default() }
+    pub fn new(
+        cache: Arc<InstanceCache>,
+        ec2: Ec2,
+        region: String,
+        families: Vec<IpFamily>,
+        topology: Topology,
+    ) -> Self {
+        Self { cache, ec2, topology, region, families, zones: tokio::sync::Mutex::default() }
     }
 
     /// How the Node's instance is found: providerID first, then a resource-based name, then
@@ -125,13 +133,24 @@ impl Instances for AwsInstances {
             .ok_or(CloudError::InstanceNotFound)?;
         let id = instance.instance_id().unwrap_or_default();
         let zone = instance.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_string();
+        let instance_type = instance.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default();
         let mut additional_labels = BTreeMap::new();
         if let Some(zone_id) = self.zone_id(&zone).await? {
             additional_labels.insert(ZONE_ID_LABEL.to_string(), zone_id);
         }
+        if !node.labels.contains_key(&format!("{NETWORK_NODE_LABEL_PREFIX}1")) {
+            match self.topology.get(&self.region, id, &instance_type).await {
+                Ok(Found::Layers(layers)) => additional_labels.extend(topology::labels(&layers)),
+                Ok(Found::Nothing) => {}
+                Err(err) if self.topology.required(&instance_type) => return Err(err.into()),
+                Err(err) => {
+                    tracing::warn!(%err, instance = id, "no network-node labels (not required for {instance_type})")
+                }
+            }
+        }
         Ok(InstanceMetadata {
             provider_id: provider_id::provider_id(&zone, id),
-            instance_type: instance.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+            instance_type,
             addresses: addresses(&instance, &self.families),
             zone,
             region: self.region.clone(),

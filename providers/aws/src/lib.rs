@@ -22,6 +22,7 @@ pub mod provider_id;
 pub mod routes;
 pub mod tags;
 mod throttling;
+pub mod topology;
 
 use std::sync::Arc;
 
@@ -74,8 +75,17 @@ impl AwsCloud {
         let ec2 = ec2::Ec2::new(clients::ec2(&sdk, &config, &region), calls.clone());
         let discovered = discovery::discover(&config, &ec2).await.map_err(StartupError::Discovery)?;
         let cache = Arc::new(instance_cache::InstanceCache::new(ec2.clone(), discovered.cluster.clone()));
-        let instances =
-            AwsInstances::new(cache.clone(), ec2.clone(), region.clone(), config.global.node_ip_families.clone());
+        // The pattern was checked when the cloud-config was read.
+        let topology =
+            topology::Topology::new(ec2.clone(), config.global.supported_topology_instance_type_pattern.as_deref())
+                .map_err(|e| StartupError::Discovery(e))?;
+        let instances = AwsInstances::new(
+            cache.clone(),
+            ec2.clone(),
+            region.clone(),
+            config.global.node_ip_families.clone(),
+            topology,
+        );
         let settings = load_balancers::Settings {
             disable_security_group_ingress: config.global.disable_security_group_ingress,
             elb_security_group: config.global.elb_security_group.clone(),
