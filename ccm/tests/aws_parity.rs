@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use ccm_e2e::lb_state::{ClusterState, Difference};
 use ccm_e2e::{CcmFlavor, ControlPlane};
 use parity::Side;
@@ -34,6 +34,14 @@ use parity::corpus::{self, Batch};
 use parity::declared::{self, Allowance};
 
 const SETTLE: Duration = Duration::from_secs(150);
+
+/// The two parity tests each run two control planes and two CCMs: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Rows of the declared differences that belong to the node test.
+fn is_node_row(a: &Allowance) -> bool {
+    a.service.starts_with("node-") || a.service == "(routes)"
+}
 
 fn ours() -> CcmFlavor {
     CcmFlavor::Ours(env!("CARGO_BIN_EXE_cloud-controller-manager").into())
@@ -56,6 +64,7 @@ struct Report {
 
 #[tokio::test]
 async fn upstream_parity_differential_and_takeover() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     ccm_e2e::init_crypto();
     let allowances = declared::load()?;
     let only: Option<Vec<String>> =
@@ -70,7 +79,10 @@ async fn upstream_parity_differential_and_takeover() -> Result<()> {
     }
 
     let stale: Vec<&Allowance> = if only.is_none() {
-        allowances.iter().filter(|a| !a.sometimes && !report.declared_used.contains_key(&row_id(a))).collect()
+        allowances
+            .iter()
+            .filter(|a| !is_node_row(a) && !a.sometimes && !report.declared_used.contains_key(&row_id(a)))
+            .collect()
     } else {
         Vec::new()
     };
@@ -343,4 +355,89 @@ fn every_upstream_flag_is_accepted() {
         }
     }
     assert!(refused.is_empty(), "upstream flags ours refuses: {refused:#?}");
+}
+
+/// The Node controllers side by side: upstream's and ours initialize the same kubelet-registered
+/// Nodes (plain, with `--node-ip`, with a dual-stack `--node-ip` the instance lacks, with
+/// `--provider-id` and no pod CIDR), delete the Node of a terminated instance, taint the Node of
+/// a stopped one, and route the pod CIDRs; then ours takes over without an AWS write.
+#[tokio::test]
+async fn upstream_parity_nodes() -> Result<()> {
+    use parity::nodes::{CONTROLLERS, FLAGS};
+    let _one = ONE_AT_A_TIME.lock().await;
+    ccm_e2e::init_crypto();
+    let allowances: Vec<Allowance> = declared::load()?.into_iter().filter(is_node_row).collect();
+    let mut u = Side::for_nodes("up", ControlPlane::start()?).await?;
+    let mut o = Side::for_nodes("our", ControlPlane::start()?).await?;
+    u.start_with(CcmFlavor::Upstream, CONTROLLERS, &FLAGS)?;
+    o.start_with(ours(), CONTROLLERS, &FLAGS)?;
+    for side in [&u, &o] {
+        support::eventually("the Nodes settled", SETTLE, || async {
+            let state = side.node_state().await?;
+            let get = |n: &str, k: &str| state.services.get(n).and_then(|m| m.get(k)).cloned().unwrap_or_default();
+            let settled = !get("node-0", "taints").contains("uninitialized")
+                && get("node-4", "exists") == "no"
+                && get("node-5", "taints").contains("shutdown")
+                && state.services.get("(routes)").is_some_and(|r| r.len() >= 4);
+            Ok(settled.then_some(()))
+        })
+        .await
+        .with_context(|| side.log_tail())?;
+        side.quiet_writes(Duration::from_secs(8), SETTLE).await?;
+    }
+    let upstream_state = u.node_state().await?;
+    let our_state = o.node_state().await?;
+    let mut undeclared = Vec::new();
+    let mut used = Vec::new();
+    for d in upstream_state.differences(&our_state) {
+        match allowances.iter().find(|a| a.matches(&d)) {
+            Some(a) => used.push(row_id(a)),
+            None => undeclared.push(d.to_string()),
+        }
+    }
+    let stale: Vec<String> =
+        allowances.iter().filter(|a| !a.sometimes && !used.contains(&row_id(a))).map(row_id).collect();
+    eprintln!("node parity: {} Nodes; undeclared {undeclared:#?}; declared seen {used:?}", parity::nodes::NODES.len());
+
+    // Ours takes over the Nodes and routes upstream made: no AWS write, nothing moves.
+    u.stop();
+    u.cluster.proxy.reset_calls();
+    u.start_with(ours(), CONTROLLERS, &FLAGS)?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    u.quiet_writes(Duration::from_secs(8), SETTLE).await?;
+    // The one write allowed is D4's: the route upstream left to the terminated instance.
+    let stale_route = upstream_state.services.get("(routes)").and_then(|r| r.get("10.244.4.0/24")).is_some();
+    let writes: Vec<String> = u
+        .mutations(&[])
+        .await?
+        .into_iter()
+        .filter(|w| !(stale_route && w == "ec2/DeleteRoute 10.244.4.0/24"))
+        .collect();
+    let after = u.node_state().await?;
+    let moved: Vec<String> = upstream_state
+        .differences(&after)
+        .iter()
+        .filter(|d| !d.key.starts_with("event") && !(d.service == "(routes)" && d.key == "10.244.4.0/24"))
+        .map(ToString::to_string)
+        .collect();
+
+    // Nothing of either cluster left: Nodes gone, ours removes their routes.
+    o.stop();
+    o.start_with(ours(), CONTROLLERS, &FLAGS)?;
+    for side in [&u, &o] {
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(side.client.clone());
+        nodes.delete_collection(&Default::default(), &Default::default()).await?;
+        support::eventually("routes removed", SETTLE, || async {
+            Ok(side.cluster.leftovers().await?.is_empty().then_some(()))
+        })
+        .await
+        .with_context(|| side.log_tail())?;
+    }
+    ensure!(undeclared.is_empty(), "Node differences from upstream not declared in {}: {undeclared:#?}", declared::DOC);
+    ensure!(stale.is_empty(), "stale node rows in {}: {stale:?}", declared::DOC);
+    ensure!(writes.is_empty(), "taking over upstream's Nodes and routes, ours wrote to AWS: {writes:?}");
+    ensure!(moved.is_empty(), "taking over, ours changed the Nodes: {moved:#?}");
+    u.finish().await?;
+    o.finish().await?;
+    Ok(())
 }

@@ -43,7 +43,7 @@ pub struct CcmLaunch {
     pub cluster_name: String,
     /// `--controllers`.
     pub controllers: String,
-    /// Any further flags, e.g. `--concurrent-service-syncs=5`.
+    /// Any further flags, e.g. `--configure-cloud-routes=false`.
     pub extra_args: Vec<String>,
     /// Environment on top of dummy credentials.
     pub envs: Vec<(String, String)>,
@@ -74,7 +74,6 @@ impl CcmLaunch {
             format!("--kubeconfig={kubeconfig}"),
             format!("--cluster-name={}", self.cluster_name),
             format!("--controllers={}", self.controllers),
-            "--configure-cloud-routes=false".to_string(),
             "--leader-elect=false".to_string(),
             "--bind-address=127.0.0.1".to_string(),
             format!("--secure-port={port}"),

@@ -56,6 +56,14 @@ impl Normalizer {
         n.add(&vpc.node_security_group_id, "<sg:nodes>");
         for (i, instance) in vpc.instances.iter().enumerate() {
             n.add(&instance.id, &format!("<node-{i}>"));
+            n.add(&instance.private_dns, &format!("<node-{i}-dns>"));
+            n.add(&instance.private_ip, &format!("<node-{i}-ip>"));
+            if let Some(ip) = &instance.public_ip {
+                n.add(ip, &format!("<node-{i}-public-ip>"));
+            }
+            if let Some(dns) = &instance.public_dns {
+                n.add(dns, &format!("<node-{i}-public-dns>"));
+            }
         }
         n
     }

@@ -13,7 +13,8 @@
 //! removed. The addresses go to `status.addresses`; Event `Synced`.
 //!
 //! Initialized Nodes: a beta topology label that differs from its GA twin is copied to it,
-//! and every `--node-status-update-frequency` their addresses are refreshed from the cloud.
+//! and their addresses are refreshed from the cloud when this process starts and every
+//! `--node-status-update-frequency`.
 //!
 //! # Errors
 //! Any error keeps the taint and retries with per-Node exponential backoff.
@@ -267,10 +268,17 @@ async fn maintain<P: CloudProvider>(node: &Node, ctx: &Context<P>) -> Result<Act
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }
 
+    // A Node not refreshed since this process started is refreshed now (as upstream refreshes
+    // every initialized Node when it starts), then every period.
     let period = ctx.settings.status_update_frequency;
-    let last = *ctx.refreshed.lock().expect("lock").entry(name.clone()).or_insert_with(Instant::now);
-    if last.elapsed() < period {
-        return Ok(Action::requeue(period - last.elapsed()));
+    let left = ctx
+        .refreshed
+        .lock()
+        .expect("lock")
+        .get(&name)
+        .map_or(Duration::ZERO, |last| period.saturating_sub(last.elapsed()));
+    if !left.is_zero() {
+        return Ok(Action::requeue(left));
     }
     let meta = ctx.instances().instance_metadata(&objects::node_info(node)).await?;
     let addresses = node_addresses(node, &meta)?;

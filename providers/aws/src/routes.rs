@@ -9,7 +9,7 @@ use cloud_provider::{CloudError, NodeInfo, Route, Routes};
 
 use crate::ec2::{Ec2, filter};
 use crate::errors::AwsError;
-use crate::instance_cache::InstanceCache;
+use crate::instance_cache::{InstanceCache, InstanceKey};
 use crate::instances::AwsInstances;
 use crate::tags::ClusterTags;
 
@@ -67,7 +67,7 @@ impl AwsRoutes {
     }
 
     async fn is_gone(&self, instance_id: &str) -> Result<bool, CloudError> {
-        let instance = self.cache.get(&crate::instance_cache::InstanceKey::Id(instance_id.to_string())).await?;
+        let instance = self.cache.get(&InstanceKey::Id(instance_id.to_string())).await?;
         Ok(instance.is_none_or(|i| {
             i.state().and_then(|s| s.name()) == Some(&aws_sdk_ec2::types::InstanceStateName::Terminated)
         }))
@@ -81,17 +81,38 @@ impl AwsRoutes {
 impl Routes for AwsRoutes {
     async fn list(&self, cluster_name: &str, nodes: &[NodeInfo]) -> Result<Vec<Route>, CloudError> {
         let table = self.table().await?;
-        let node_by_instance: HashMap<String, String> = nodes
-            .iter()
-            .filter_map(|n| match AwsInstances::key_for(n) {
-                crate::instance_cache::InstanceKey::Id(id) => Some((id, n.name.clone())),
-                crate::instance_cache::InstanceKey::PrivateDns(_) => None,
-            })
-            .collect();
+        let mut node_by_instance: HashMap<String, String> = HashMap::new();
+        let mut by_dns = Vec::new();
+        for n in nodes {
+            match AwsInstances::key_for(n) {
+                InstanceKey::Id(id) => {
+                    node_by_instance.insert(id, n.name.clone());
+                }
+                key @ InstanceKey::PrivateDns(_) => by_dns.push((key, n.name.clone())),
+            }
+        }
+        let mut resolved_dns = false;
         let mut routes = Vec::new();
         for route in table.routes() {
             let Some(cidr) = route.destination_cidr_block() else { continue };
             let mut blackhole = route.state() == Some(&RouteState::Blackhole);
+            // A Node without a providerID yet (not initialized) is known by its private DNS
+            // name: its instance is looked up (once, from the shared snapshot) only when a route
+            // points at an instance no providerID names, so such a Node's route is not taken
+            // for a stranger's and deleted.
+            if let Some(id) = route.instance_id()
+                && !node_by_instance.contains_key(id)
+                && !resolved_dns
+            {
+                resolved_dns = true;
+                for (key, name) in &by_dns {
+                    if let Some(instance) = self.cache.get(key).await?
+                        && let Some(found) = instance.instance_id()
+                    {
+                        node_by_instance.insert(found.to_string(), name.clone());
+                    }
+                }
+            }
             let target = match route.instance_id() {
                 Some(id) => match node_by_instance.get(id) {
                     Some(node) => node.clone(),
