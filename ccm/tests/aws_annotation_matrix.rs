@@ -25,6 +25,8 @@ enum Seen {
         lb: LoadBalancerDescription,
         attributes: LoadBalancerAttributes,
         tags: BTreeMap<String, String>,
+        /// The ELB's own (first) security group's ingress: (protocol, from port, CIDR).
+        group_rules: Vec<(String, i32, String)>,
     },
     Nlb {
         lb: LoadBalancer,
@@ -32,6 +34,9 @@ enum Seen {
         groups: Vec<TargetGroup>,
         group_attributes: BTreeMap<String, String>,
         lb_attributes: BTreeMap<String, String>,
+        /// The first target group's targets (instance IDs).
+        targets: Vec<String>,
+        tags: BTreeMap<String, String>,
     },
 }
 
@@ -65,7 +70,7 @@ fn classic(
     seen: &Seen,
 ) -> Result<(&LoadBalancerDescription, &LoadBalancerAttributes, &BTreeMap<String, String>), String> {
     match seen {
-        Seen::Classic { lb, attributes, tags } => Ok((lb, attributes, tags)),
+        Seen::Classic { lb, attributes, tags, .. } => Ok((lb, attributes, tags)),
         Seen::Nlb { .. } => Err("expected a Classic ELB".into()),
     }
 }
@@ -76,7 +81,7 @@ fn nlb(
 ) -> Result<(&LoadBalancer, &[Listener], &[TargetGroup], &BTreeMap<String, String>, &BTreeMap<String, String>), String>
 {
     match seen {
-        Seen::Nlb { lb, listeners, groups, group_attributes, lb_attributes } => {
+        Seen::Nlb { lb, listeners, groups, group_attributes, lb_attributes, .. } => {
             Ok((lb, listeners, groups, group_attributes, lb_attributes))
         }
         Seen::Classic { .. } => Err("expected an NLB".into()),
@@ -170,7 +175,19 @@ fn cases(extra_group_annotation: &str, subnet: &str) -> Vec<Case> {
                 )
             },
         ),
-        case("clb-ranges", &[("service.beta.kubernetes.io/load-balancer-source-ranges", "10.0.0.0/8")], |_, _| Ok(())),
+        case("clb-ranges", &[("service.beta.kubernetes.io/load-balancer-source-ranges", "10.0.0.0/8")], |s, _| {
+            let Seen::Classic { group_rules, .. } = s else { return Err("expected a Classic ELB".into()) };
+            let mut rules = group_rules.clone();
+            rules.sort();
+            ensure(
+                rules
+                    == [
+                        ("icmp".to_string(), 3, "10.0.0.0/8".to_string()),
+                        ("tcp".to_string(), 80, "10.0.0.0/8".to_string()),
+                    ],
+                || format!("{rules:?}"),
+            )
+        }),
         case("clb-extra-sg", &[("extra-security-groups", extra_group_annotation)], |s, c| {
             let (lb, _, _) = classic(s)?;
             ensure(lb.security_groups().len() == 2 && lb.security_groups().contains(&c.extra_group), || {
@@ -253,8 +270,14 @@ fn cases(extra_group_annotation: &str, subnet: &str) -> Vec<Case> {
                 || format!("{attrs:?}"),
             )
         }),
-        case("nlb-node-labels", &[nlb_type, ("target-node-labels", "pool=edge")], |_, _| Ok(())),
-        case("nlb-tags", &[nlb_type, ("additional-resource-tags", "team=edge")], |_, _| Ok(())),
+        case("nlb-node-labels", &[nlb_type, ("target-node-labels", "pool=edge")], |s, c| {
+            let Seen::Nlb { targets, .. } = s else { return Err("expected an NLB".into()) };
+            ensure(*targets == [c.labelled_instance.clone()], || format!("{targets:?}"))
+        }),
+        case("nlb-tags", &[nlb_type, ("additional-resource-tags", "team=edge")], |s, _| {
+            let Seen::Nlb { tags, .. } = s else { return Err("expected an NLB".into()) };
+            ensure(tags.get("team").map(String::as_str) == Some("edge"), || format!("{tags:?}"))
+        }),
     ];
     let mut udp = case("nlb-udp", &[nlb_type], |s, _| {
         let (_, listeners, groups, _, _) = nlb(s)?;
@@ -303,7 +326,23 @@ async fn read_back(cluster: &TestCluster, svc: &Service) -> Result<Seen> {
             .flat_map(|d| d.tags())
             .map(|t| (t.key().to_string(), t.value().unwrap_or_default().to_string()))
             .collect();
-        return Ok(Seen::Classic { lb, attributes, tags });
+        let group = lb.security_groups().first().cloned().unwrap_or_default();
+        let described = cluster.direct.ec2.describe_security_groups().group_ids(&group).send().await?;
+        let group_rules = described
+            .security_groups()
+            .iter()
+            .flat_map(|g| g.ip_permissions())
+            .flat_map(|p| {
+                p.ip_ranges().iter().map(move |r| {
+                    (
+                        p.ip_protocol().unwrap_or_default().to_string(),
+                        p.from_port().unwrap_or_default(),
+                        r.cidr_ip().unwrap_or_default().to_string(),
+                    )
+                })
+            })
+            .collect();
+        return Ok(Seen::Classic { lb, attributes, tags, group_rules });
     }
     let v2 = &cluster.direct.elbv2;
     let lb = v2.describe_load_balancers().names(&name).send().await?.load_balancers()[0].clone();
@@ -329,7 +368,27 @@ async fn read_back(cluster: &TestCluster, svc: &Service) -> Result<Seen> {
         .iter()
         .filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())))
         .collect();
-    Ok(Seen::Nlb { lb, listeners, groups, group_attributes, lb_attributes })
+    let mut targets: Vec<String> = v2
+        .describe_target_health()
+        .target_group_arn(tg_arn)
+        .send()
+        .await?
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target().and_then(|t| t.id()).map(String::from))
+        .collect();
+    targets.sort();
+    let tags = v2
+        .describe_tags()
+        .resource_arns(&arn)
+        .send()
+        .await?
+        .tag_descriptions()
+        .iter()
+        .flat_map(|d| d.tags())
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect();
+    Ok(Seen::Nlb { lb, listeners, groups, group_attributes, lb_attributes, targets, tags })
 }
 
 #[tokio::test]

@@ -626,3 +626,43 @@ async fn periodic_re_ensures_batch_their_describes() -> Result<()> {
         .with_context(|| g.ccm.log_tail())?;
     Ok(())
 }
+
+/// AWS refuses a whole AuthorizeSecurityGroupIngress batch when one rule in it exists already
+/// (a concurrent sync or another tool added it): the rest of the batch is then added rule by
+/// rule, not silently dropped.
+#[tokio::test]
+async fn a_duplicate_rule_does_not_drop_the_rest_of_its_batch() -> Result<()> {
+    let g = ground("duplicate", 2, "").await?;
+    g.cluster.proxy.reset_calls();
+    g.cluster.proxy.inject(
+        FaultRule::error(400, "InvalidPermission.Duplicate")
+            .on_service(AwsService::Ec2)
+            .on_action("AuthorizeSecurityGroupIngress")
+            .times(1),
+    );
+    let ranges = ("service.beta.kubernetes.io/load-balancer-source-ranges", "10.0.0.0/8,192.168.0.0/16");
+    g.services().create(&PostParams::default(), &service("ranges", &[NLB, ranges], &[(80, "TCP")])).await?;
+    g.hostname("ranges").await?;
+    assert_eq!(g.cluster.proxy.count_faulted(AwsService::Ec2, "AuthorizeSecurityGroupIngress"), 1);
+    let groups =
+        g.cluster.direct.ec2.describe_security_groups().group_ids(&g.vpc.node_security_group_id).send().await?;
+    let mut rules: Vec<(String, String)> = groups.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| {
+            p.ip_ranges().iter().map(move |r| {
+                (p.ip_protocol().unwrap_or_default().to_string(), r.cidr_ip().unwrap_or_default().to_string())
+            })
+        })
+        .collect();
+    rules.sort();
+    rules.dedup();
+    for wanted in [("icmp", "10.0.0.0/8"), ("icmp", "192.168.0.0/16"), ("tcp", "10.0.0.0/8"), ("tcp", "192.168.0.0/16")]
+    {
+        assert!(
+            rules.contains(&(wanted.0.to_string(), wanted.1.to_string())),
+            "{wanted:?} missing from the node group: {rules:?}"
+        );
+    }
+    g.delete_and_check("ranges").await
+}

@@ -176,26 +176,53 @@ impl Ec2 {
         self.calls.run("aws/ec2.DeleteSecurityGroup", request.send()).await.map(|_| ())
     }
 
+    /// Adds ingress rules. AWS refuses a whole batch when one rule in it already exists
+    /// (`InvalidPermission.Duplicate`; another controller, or a concurrent sync, added it), so
+    /// such a batch is retried rule by rule: the others are not silently dropped.
     pub async fn authorize_ingress(&self, group: &str, permissions: Vec<IpPermission>) -> Result<(), AwsError> {
-        if permissions.is_empty() {
-            return Ok(());
-        }
-        let request =
-            self.client.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
-        match self.calls.run("aws/ec2.AuthorizeSecurityGroupIngress", request.send()).await {
-            Err(err) if err.has_code("InvalidPermission.Duplicate") => Ok(()),
-            other => other.map(|_| ()),
+        self.rules_one_batch_then_each(group, permissions, true).await
+    }
+
+    /// Removes ingress rules; like [`Ec2::authorize_ingress`], a batch refused because one rule
+    /// is already gone (`InvalidPermission.NotFound`) is retried rule by rule.
+    pub async fn revoke_ingress(&self, group: &str, permissions: Vec<IpPermission>) -> Result<(), AwsError> {
+        self.rules_one_batch_then_each(group, permissions, false).await
+    }
+
+    async fn rules_one_batch_then_each(
+        &self,
+        group: &str,
+        permissions: Vec<IpPermission>,
+        authorize: bool,
+    ) -> Result<(), AwsError> {
+        let benign = if authorize { "InvalidPermission.Duplicate" } else { "InvalidPermission.NotFound" };
+        match self.rules(group, permissions.clone(), authorize).await {
+            Err(err) if err.has_code(benign) && permissions.len() > 1 => {
+                for permission in permissions {
+                    match self.rules(group, vec![permission], authorize).await {
+                        Err(err) if err.has_code(benign) => {}
+                        other => other?,
+                    }
+                }
+                Ok(())
+            }
+            Err(err) if err.has_code(benign) => Ok(()),
+            other => other,
         }
     }
 
-    pub async fn revoke_ingress(&self, group: &str, permissions: Vec<IpPermission>) -> Result<(), AwsError> {
+    async fn rules(&self, group: &str, permissions: Vec<IpPermission>, authorize: bool) -> Result<(), AwsError> {
         if permissions.is_empty() {
             return Ok(());
         }
-        let request = self.client.revoke_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
-        match self.calls.run("aws/ec2.RevokeSecurityGroupIngress", request.send()).await {
-            Err(err) if err.has_code("InvalidPermission.NotFound") => Ok(()),
-            other => other.map(|_| ()),
+        if authorize {
+            let request =
+                self.client.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
+            self.calls.run("aws/ec2.AuthorizeSecurityGroupIngress", request.send()).await.map(|_| ())
+        } else {
+            let request =
+                self.client.revoke_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
+            self.calls.run("aws/ec2.RevokeSecurityGroupIngress", request.send()).await.map(|_| ())
         }
     }
 
