@@ -19,7 +19,6 @@
 //! mutating calls per direction) is printed and written to `<target>/e2e-logs/parity-report.md`.
 
 mod parity;
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
@@ -417,7 +416,10 @@ async fn upstream_parity_nodes() -> Result<()> {
     let moved: Vec<String> = upstream_state
         .differences(&after)
         .iter()
-        .filter(|d| !d.key.starts_with("event") && !(d.service == "(routes)" && d.key == "10.244.4.0/24"))
+        .filter(|d| {
+            let declared_route = d.service == "(routes)" && d.key == "10.244.4.0/24";
+            !d.key.starts_with("event") && !declared_route
+        })
         .map(ToString::to_string)
         .collect();
 

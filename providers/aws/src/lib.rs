@@ -78,7 +78,7 @@ impl AwsCloud {
         // The pattern was checked when the cloud-config was read.
         let topology =
             topology::Topology::new(ec2.clone(), config.global.supported_topology_instance_type_pattern.as_deref())
-                .map_err(|e| StartupError::Discovery(e))?;
+                .map_err(StartupError::Discovery)?;
         let instances = AwsInstances::new(
             cache.clone(),
             ec2.clone(),
