@@ -666,3 +666,38 @@ async fn a_duplicate_rule_does_not_drop_the_rest_of_its_batch() -> Result<()> {
     }
     g.delete_and_check("ranges").await
 }
+
+/// Only the exact `nlb` makes an NLB (as upstream); but a loosely spelled `NLB` on a Service that
+/// already has an NLB (an earlier version of this CCM read it loosely) never replaces it: the
+/// NLB is kept, with a Warning, and no AWS write touches it.
+#[tokio::test]
+async fn a_loose_type_value_never_replaces_an_existing_load_balancer() -> Result<()> {
+    let g = ground("loose-type", 1, "").await?;
+    let created = g.services().create(&PostParams::default(), &service("kept", &[NLB], &[(80, "TCP")])).await?;
+    let hostname = g.hostname("kept").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    g.cluster.proxy.reset_calls();
+    let loose = serde_json::json!({"metadata": {"annotations": {NLB.0: "NLB"}}});
+    g.services().patch("kept", &PatchParams::default(), &Patch::Merge(&loose)).await?;
+    eventually("the Warning about the loose value", WAIT, || async {
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(g.client.clone(), "default");
+        let list = events.list(&kube::api::ListParams::default().fields("involvedObject.name=kept")).await?;
+        Ok(list.items.iter().any(|e| e.message.as_deref().is_some_and(|m| m.contains("which is kept"))).then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail())?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let writes = g.cluster.proxy.mutating_calls();
+    assert!(writes.is_empty(), "the NLB was touched: {writes:?}");
+    let name = Ground::uid_name(&created);
+    let nlbs = g.cluster.direct.elbv2.describe_load_balancers().names(&name).send().await?;
+    assert_eq!(nlbs.load_balancers().len(), 1, "the NLB is still there");
+    assert!(
+        g.cluster.direct.elb.describe_load_balancers().load_balancer_names(&name).send().await.is_err(),
+        "no Classic ELB made"
+    );
+    let svc = g.services().get("kept").await?;
+    let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
+    assert_eq!(ingress[0].hostname.as_deref(), Some(hostname.as_str()));
+    g.delete_and_check("kept").await
+}

@@ -419,6 +419,28 @@ impl AwsLoadBalancers {
         }
     }
 
+    /// A type value upstream reads as a Classic ELB but that spells `nlb` loosely (`NLB`,
+    /// ` nlb`) never replaces an NLB the Service already has (made by an earlier version of this
+    /// CCM, which read it loosely): the NLB is kept, with a Warning. Only the exact value changes
+    /// a type.
+    async fn keep_existing_nlb(&self, service: &ServiceInfo) -> Result<(ServiceInfo, Option<String>), CloudError> {
+        let loose = service
+            .annotations
+            .get(annotations::TYPE)
+            .is_some_and(|v| v != "nlb" && v.trim().eq_ignore_ascii_case("nlb"));
+        if !loose || self.nlb_describe(&names::load_balancer_name(&service.uid)).await?.is_none() {
+            return Ok((service.clone(), None));
+        }
+        let raw = service.annotations.get(annotations::TYPE).cloned().unwrap_or_default();
+        let mut as_nlb = service.clone();
+        as_nlb.annotations.insert(annotations::TYPE.to_string(), "nlb".to_string());
+        let note = format!(
+            "{}: {raw:?} is not the exact `nlb` upstream reads, but this Service already has an NLB, which is kept (write `nlb`)",
+            annotations::TYPE
+        );
+        Ok((as_nlb, Some(note)))
+    }
+
     /// Node changes for a Service whose annotations are invalid: the load balancer it already
     /// has (if any) keeps following the Nodes, so an unrelated typo never strands traffic on
     /// Nodes that are gone. Only targets change; nothing the annotations describe.
@@ -466,7 +488,9 @@ impl LoadBalancers for AwsLoadBalancers {
         service: &ServiceInfo,
         nodes: &[NodeInfo],
     ) -> Result<LoadBalancerStatus, CloudError> {
-        let Some((cfg, warnings)) = self.parse(service)? else { return Err(CloudError::ImplementedElsewhere) };
+        let (service, kept) = self.keep_existing_nlb(service).await?;
+        let Some((cfg, mut warnings)) = self.parse(&service)? else { return Err(CloudError::ImplementedElsewhere) };
+        warnings.extend(kept);
         // A type change: the other type's load balancer, if there is one, goes first with all
         // it owns (upstream refuses the change). One describe when there is none.
         let name = names::load_balancer_name(&cfg.uid);
@@ -491,6 +515,8 @@ impl LoadBalancers for AwsLoadBalancers {
     }
 
     async fn update_hosts(&self, cluster: &str, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<(), CloudError> {
+        let (service, _) = self.keep_existing_nlb(service).await?;
+        let service = &service;
         let cfg = match self.parse(service) {
             Ok(Some((cfg, _))) => cfg,
             Ok(None) => return Err(CloudError::ImplementedElsewhere),

@@ -272,6 +272,7 @@ pub fn parse(service: &ServiceInfo) -> Parsed {
 fn check_keys(ann: &BTreeMap<String, String>, kind: Kind, p: &mut Problems) {
     if let Some(t) = ann.get(a::TYPE)
         && !matches!(t.as_str(), "nlb" | "nlb-ip" | "external")
+        && !matches!(t.trim().to_ascii_lowercase().as_str(), "" | "clb" | "elb" | "classic")
     {
         let hint = if matches!(t.trim().to_ascii_lowercase().as_str(), "nlb" | "nlb-ip" | "external") {
             format!(
