@@ -207,6 +207,11 @@ async fn run_batch(
         b?;
         u.cluster.assert_nothing_left().await?;
         o.cluster.assert_nothing_left().await?;
+        // Also when the node group carries no (or only the legacy) cluster tag, which the
+        // leftover check does not look at.
+        for side in [&u, &o] {
+            ensure!(side.node_group_rules().await? == 0, "{}: rules left on the node group", side.label);
+        }
         anyhow::Ok(())
     }
     .await;

@@ -168,7 +168,27 @@ pub struct Batch {
     pub name: &'static str,
     /// Lines added to `[Global]` (placeholders allowed).
     pub global: &'static str,
+    /// How the node security group is tagged.
+    pub node_group: NodeGroup,
     pub specs: Vec<Spec>,
+}
+
+/// The tags on the Nodes' security group: upstream puts node rules on a group tagged for the
+/// cluster either way, and on an instance's only group when none is tagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeGroup {
+    /// `kubernetes.io/cluster/<id>=owned` (the seed's).
+    Tagged,
+    /// Only the legacy `KubernetesCluster=<id>`.
+    Legacy,
+    /// No cluster tag at all.
+    Untagged,
+}
+
+impl Batch {
+    fn new(name: &'static str, global: &'static str, specs: Vec<Spec>) -> Self {
+        Self { name, global, node_group: NodeGroup::Tagged, specs }
+    }
 }
 
 const RANGES: &str = "10.0.0.0/8,192.168.0.0/16";
@@ -342,22 +362,34 @@ fn network_b() -> Vec<Spec> {
 /// Every batch, in the order they run.
 pub fn batches() -> Vec<Batch> {
     vec![
-        Batch { name: "classic", global: "", specs: classic() },
-        Batch { name: "nlb-a", global: "", specs: network_a() },
-        Batch { name: "nlb-b", global: "", specs: network_b() },
+        Batch::new("classic", "", classic()),
+        Batch::new("nlb-a", "", network_a()),
+        Batch::new("nlb-b", "", network_b()),
         Batch {
-            name: "elb-security-group",
-            global: "ElbSecurityGroup = {sg:shared}\n",
-            specs: vec![
-                clb("e-one"),
-                clb("e-two").port(443),
-                clb("e-extra").ann("extra-security-groups", "{sg:user-b}"),
-            ],
+            node_group: NodeGroup::Legacy,
+            ..Batch::new(
+                "legacy-node-group",
+                "",
+                vec![clb("l-clb"), nlb("l-nlb").port(80).port(443), nlb("l-nlb-local").local()],
+            )
         },
         Batch {
-            name: "nlb-managed-groups",
-            global: "NLBSecurityGroupMode = Managed\n",
-            specs: vec![
+            node_group: NodeGroup::Untagged,
+            ..Batch::new(
+                "untagged-node-group",
+                "",
+                vec![clb("u-clb"), nlb("u-nlb"), nlb("u-nlb-ranges").ranges(&["10.0.0.0/8"])],
+            )
+        },
+        Batch::new(
+            "elb-security-group",
+            "ElbSecurityGroup = {sg:shared}\n",
+            vec![clb("e-one"), clb("e-two").port(443), clb("e-extra").ann("extra-security-groups", "{sg:user-b}")],
+        ),
+        Batch::new(
+            "nlb-managed-groups",
+            "NLBSecurityGroupMode = Managed\n",
+            vec![
                 nlb("m-basic"),
                 nlb("m-byo").ann("security-groups", "{sg:user-a}"),
                 nlb("m-ranges")
@@ -366,16 +398,16 @@ pub fn batches() -> Vec<Batch> {
                     .ann("service.beta.kubernetes.io/load-balancer-source-ranges", RANGES),
                 nlb("m-udp").udp(53),
             ],
-        },
-        Batch {
-            name: "no-ingress-rules",
-            global: "DisableSecurityGroupIngress = true\n",
-            specs: vec![clb("d-clb"), nlb("d-nlb"), nlb("d-nlb-local").local()],
-        },
-        Batch {
-            name: "shared-health-probe",
-            global: "ClusterServiceLoadBalancerHealthProbeMode = Shared\n",
-            specs: vec![
+        ),
+        Batch::new(
+            "no-ingress-rules",
+            "DisableSecurityGroupIngress = true\n",
+            vec![clb("d-clb"), nlb("d-nlb"), nlb("d-nlb-local").local()],
+        ),
+        Batch::new(
+            "shared-health-probe",
+            "ClusterServiceLoadBalancerHealthProbeMode = Shared\n",
+            vec![
                 clb("s-clb"),
                 clb("s-clb-annotated").ann("healthcheck-protocol", "TCP"),
                 clb("s-clb-local").local(),
@@ -383,6 +415,6 @@ pub fn batches() -> Vec<Batch> {
                 nlb("s-nlb-annotated").ann("healthcheck-path", "/ready").ann("healthcheck-protocol", "HTTP"),
                 nlb("s-nlb-local").local(),
             ],
-        },
+        ),
     ]
 }

@@ -68,6 +68,15 @@ impl Side {
             let role = if s.public { "kubernetes.io/role/elb" } else { "kubernetes.io/role/internal-elb" };
             ec2.create_tags().resources(&s.id).tags(Tag::builder().key(role).value("1").build()).send().await?;
         }
+        if batch.node_group != corpus::NodeGroup::Tagged {
+            let group = &vpc.node_security_group_id;
+            let key = cluster.cluster_tag_key();
+            ec2.delete_tags().resources(group).tags(Tag::builder().key(&key).build()).send().await?;
+            if batch.node_group == corpus::NodeGroup::Legacy {
+                let legacy = Tag::builder().key("KubernetesCluster").value(&cluster.id).build();
+                ec2.create_tags().resources(group).tags(legacy).send().await?;
+            }
+        }
         for (name, description) in USER_GROUPS {
             let id = ec2
                 .create_security_group()
@@ -396,6 +405,19 @@ impl Side {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// The rules on the Nodes' security group (the seed makes it without any).
+    pub async fn node_group_rules(&self) -> Result<usize> {
+        let groups = self
+            .cluster
+            .direct
+            .ec2
+            .describe_security_groups()
+            .group_ids(&self.vpc.node_security_group_id)
+            .send()
+            .await?;
+        Ok(groups.security_groups().iter().map(|g| g.ip_permissions().len()).sum())
     }
 
     /// Gives the control plane back for the next batch, after releasing the EIPs and the
