@@ -338,3 +338,45 @@ async fn network_topology_labels() -> Result<()> {
     assert_eq!(cluster.proxy.count(Service::Ec2, "DescribeInstanceTopology"), 1);
     Ok(())
 }
+
+/// NotReady Nodes of other providers (hybrid nodes, kind, Fargate, virtual kubelets) are never
+/// deleted by the lifecycle controller, as upstream leaves them; a NotReady Node of this cloud
+/// whose instance is gone still is.
+#[tokio::test]
+async fn another_providers_nodes_are_left_alone() -> Result<()> {
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("foreign").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
+    let foreign = [
+        ("hybrid-1", "eks-hybrid:///us-east-1/my-cluster/mi-0123456789abcdef0"),
+        ("kind-worker", "kind://docker/kind/kind-worker"),
+        ("fargate-ip-10-0-0-1.ec2.internal", "aws:///us-east-1a/fargate-10.0.0.1"),
+        ("virtual-kubelet", "virtual-kubelet://aci"),
+    ];
+    for (name, pid) in foreign {
+        ccm_e2e::NodeRegistration::named(name)
+            .with_provider_id(pid)
+            .initialized()
+            .not_ready()
+            .register(&client)
+            .await?;
+    }
+    // One of ours whose instance is gone: the lifecycle controller is working.
+    let gone = "aws:///us-east-1a/i-0000000000000dead";
+    ccm_e2e::NodeRegistration::named("gone").with_provider_id(gone).initialized().not_ready().register(&client).await?;
+    let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), None, &["--controllers=cloud-node-lifecycle"])?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually("the gone Node deleted", WAIT, || async { Ok(nodes.get_opt("gone").await?.is_none().then_some(())) })
+        .await
+        .with_context(|| ccm.log_tail())?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (name, _) in foreign {
+        assert!(nodes.get_opt(name).await?.is_some(), "{name} was deleted");
+    }
+    let log = std::fs::read_to_string(&ccm.log).unwrap_or_default();
+    let told = log.lines().filter(|l| l.contains("leaves it alone") && l.contains("hybrid-1")).count();
+    assert_eq!(told, 1, "said once, not on every pass");
+    Ok(())
+}

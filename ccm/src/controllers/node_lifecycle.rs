@@ -10,12 +10,15 @@
 //! - otherwise, if the instance is shut down (stopped): the shutdown taint is added.
 //!
 //! # Errors
-//! Logged and skipped; the next pass tries again.
+//! Logged and skipped; the next pass tries again. A Node the cloud says is not its own (another
+//! provider's providerID: hybrid nodes, virtual kubelets, Fargate) is never deleted or
+//! tainted; that is logged once.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloud_provider::{CloudProvider, Instances};
+use cloud_provider::{CloudProvider, Instances, Retry};
 use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::Store;
@@ -35,14 +38,21 @@ pub async fn run<P: CloudProvider>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let events = Events::new(shared.client.clone(), EVENT_SOURCE, &shared.instance);
+    let told = Mutex::new(HashSet::new());
     super::every_period_over_nodes(&shared, NAME, period, shutdown, |store| {
-        let (shared, cloud, events) = (&shared, cloud.clone(), &events);
-        async move { pass(shared, cloud.as_ref(), &store, events).await }
+        let (shared, cloud, events, told) = (&shared, cloud.clone(), &events, &told);
+        async move { pass(shared, cloud.as_ref(), &store, events, told).await }
     })
     .await;
 }
 
-async fn pass<P: CloudProvider>(shared: &Shared, cloud: &P, store: &Store<Node>, events: &Events) {
+async fn pass<P: CloudProvider>(
+    shared: &Shared,
+    cloud: &P,
+    store: &Store<Node>,
+    events: &Events,
+    told: &Mutex<HashSet<String>>,
+) {
     let Some(instances) = cloud.instances() else { return };
     let api: Api<Node> = Api::all(shared.client.clone());
     for node in store.state() {
@@ -72,6 +82,14 @@ async fn pass<P: CloudProvider>(shared: &Shared, cloud: &P, store: &Store<Node>,
                 continue;
             }
             Ok(true) => {}
+            // Another provider's Node (its providerID names no instance of this cloud): left
+            // alone, said once.
+            Err(err) if err.retry() == Retry::Never => {
+                if told.lock().expect("lock").insert(name.clone()) {
+                    tracing::warn!(node = %name, %err, "not this cloud's Node; the lifecycle controller leaves it alone");
+                }
+                continue;
+            }
             Err(err) => {
                 shared.metrics.failed(NAME, err.kind());
                 tracing::warn!(node = %name, %err, "checking whether the instance exists");

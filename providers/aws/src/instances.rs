@@ -37,19 +37,37 @@ impl AwsInstances {
     }
 
     /// How the Node's instance is found: providerID first, then a resource-based name, then
-    /// the private DNS name (upstream's fallback).
-    pub fn key_for(node: &NodeInfo) -> InstanceKey {
-        if let Some(id) = node.provider_id.as_deref().and_then(provider_id::instance_id) {
-            return InstanceKey::Id(id);
+    /// the private DNS name (upstream's fallback). `None`: the Node's providerID names something
+    /// that is not an EC2 instance (`eks-hybrid://`, `kind://`, a Fargate pod, a virtual
+    /// kubelet): it is another provider's Node and never looked up by name.
+    pub fn key_for(node: &NodeInfo) -> Option<InstanceKey> {
+        match node.provider_id.as_deref().filter(|p| !p.is_empty()) {
+            Some(pid) => provider_id::instance_id(pid).map(InstanceKey::Id),
+            None => Some(match provider_id::instance_id_from_node_name(&node.name) {
+                Some(id) => InstanceKey::Id(id),
+                None => InstanceKey::PrivateDns(node.name.clone()),
+            }),
         }
-        match provider_id::instance_id_from_node_name(&node.name) {
-            Some(id) => InstanceKey::Id(id),
-            None => InstanceKey::PrivateDns(node.name.clone()),
+    }
+
+    /// The error for a Node that is not this provider's: never "not found" (which would get
+    /// the Node deleted), and never retried until the Node changes.
+    pub fn foreign(node: &NodeInfo) -> CloudError {
+        CloudError::Failed {
+            op: "aws/instances.provider_id",
+            message: format!(
+                "Node {} has providerID {:?}, which names no EC2 instance; it is another provider's Node and is left alone",
+                node.name,
+                node.provider_id.as_deref().unwrap_or_default()
+            ),
+            retry: cloud_provider::Retry::Never,
+            kind: "foreign_provider_id",
         }
     }
 
     pub(crate) async fn find(&self, node: &NodeInfo) -> Result<Option<Instance>, CloudError> {
-        Ok(self.cache.get(&Self::key_for(node)).await?)
+        let key = Self::key_for(node).ok_or_else(|| Self::foreign(node))?;
+        Ok(self.cache.get(&key).await?)
     }
 
     /// Zone name → zone ID, from DescribeAvailabilityZones (asked again, at most once a
@@ -210,9 +228,24 @@ mod tests {
     #[test]
     fn lookup_keys() {
         let mut node = NodeInfo::named("ip-10-0-0-5.ec2.internal");
-        assert_eq!(AwsInstances::key_for(&node), InstanceKey::PrivateDns("ip-10-0-0-5.ec2.internal".into()));
+        assert_eq!(AwsInstances::key_for(&node), Some(InstanceKey::PrivateDns("ip-10-0-0-5.ec2.internal".into())));
         node.provider_id = Some("aws:///us-east-1a/i-0abc".into());
-        assert_eq!(AwsInstances::key_for(&node), InstanceKey::Id("i-0abc".into()));
-        assert_eq!(AwsInstances::key_for(&NodeInfo::named("i-0def.ec2.internal")), InstanceKey::Id("i-0def".into()));
+        assert_eq!(AwsInstances::key_for(&node), Some(InstanceKey::Id("i-0abc".into())));
+        assert_eq!(
+            AwsInstances::key_for(&NodeInfo::named("i-0def.ec2.internal")),
+            Some(InstanceKey::Id("i-0def".into()))
+        );
+        // Another provider's Node is never looked up by its name.
+        for foreign in [
+            "eks-hybrid:///us-east-1/c/mi-0abc",
+            "kind://docker/kind/node",
+            "aws:///us-east-1a/fargate-10.0.0.1",
+            "virtual-kubelet://x",
+        ] {
+            node.provider_id = Some(foreign.into());
+            assert_eq!(AwsInstances::key_for(&node), None, "{foreign}");
+        }
+        node.provider_id = Some(String::new());
+        assert!(AwsInstances::key_for(&node).is_some(), "an empty providerID is no providerID");
     }
 }

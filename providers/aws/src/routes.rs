@@ -85,10 +85,11 @@ impl Routes for AwsRoutes {
         let mut by_dns = Vec::new();
         for n in nodes {
             match AwsInstances::key_for(n) {
-                InstanceKey::Id(id) => {
+                Some(InstanceKey::Id(id)) => {
                     node_by_instance.insert(id, n.name.clone());
                 }
-                key @ InstanceKey::PrivateDns(_) => by_dns.push((key, n.name.clone())),
+                Some(key @ InstanceKey::PrivateDns(_)) => by_dns.push((key, n.name.clone())),
+                None => {}
             }
         }
         let mut resolved_dns = false;
@@ -146,7 +147,8 @@ impl Routes for AwsRoutes {
         route: &Route,
         node: &NodeInfo,
     ) -> Result<(), CloudError> {
-        let instance = self.cache.get(&AwsInstances::key_for(node)).await?.ok_or(CloudError::InstanceNotFound)?;
+        let key = AwsInstances::key_for(node).ok_or_else(|| AwsInstances::foreign(node))?;
+        let instance = self.cache.get(&key).await?.ok_or(CloudError::InstanceNotFound)?;
         let instance_id = instance.instance_id().unwrap_or_default().to_string();
         if instance.source_dest_check() != Some(false) {
             self.ec2.disable_source_dest_check(&instance_id).await?;

@@ -213,7 +213,9 @@ impl AwsLoadBalancers {
             if !labelled {
                 continue;
             }
-            if let Some(instance) = self.cache.get(&AwsInstances::key_for(node)).await?
+            // Another provider's Node (eks-hybrid, Fargate, a virtual kubelet) is no target.
+            let Some(key) = AwsInstances::key_for(node) else { continue };
+            if let Some(instance) = self.cache.get(&key).await?
                 && instance.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated)
             {
                 out.push(instance);
