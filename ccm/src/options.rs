@@ -315,6 +315,16 @@ fn parse_cluster_cidrs(raw: &str, problems: &mut Vec<String>) -> Vec<IpNet> {
             Err(_) => problems.push(format!("--cluster-cidr: {part:?} is not a CIDR")),
         }
     }
+    // The route controller may delete routes inside the cluster CIDR: a CIDR that wide would
+    // put the VPC's own default and NAT routes there.
+    for net in &cidrs {
+        if net.prefix_len() < 8 {
+            problems.push(format!(
+                "--cluster-cidr: {net} is too broad to be a pod CIDR (at most /8): the route controller \
+                 manages routes inside it, and it would cover the VPC's own routes"
+            ));
+        }
+    }
     match cidrs.as_slice() {
         [] | [_] => {}
         [a, b] if matches!((a, b), (IpNet::V4(_), IpNet::V6(_)) | (IpNet::V6(_), IpNet::V4(_))) => {}
@@ -408,6 +418,15 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(err.0.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn an_over_broad_cluster_cidr_is_refused() {
+        for broad in ["0.0.0.0/0", "10.0.0.0/7", "::/0", "10.244.0.0/16,::/0"] {
+            let err = config(&["--cloud-provider=fake", &format!("--cluster-cidr={broad}")]).unwrap_err();
+            assert!(err.to_string().contains("too broad"), "{broad}: {err}");
+        }
+        assert!(config(&["--cloud-provider=fake", "--cluster-cidr=10.0.0.0/8"]).is_ok());
     }
 
     #[test]

@@ -33,6 +33,32 @@ async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
         .gateway_id(&vpc.internet_gateway_id)
         .send()
         .await?;
+    // A NAT instance someone else runs (no cluster tag), with a route *inside* the cluster CIDR:
+    // not a Node's, not the cluster's, so never touched either.
+    let nat = cluster
+        .direct
+        .ec2
+        .run_instances()
+        .image_id("ami-0e2e0000000000001")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&vpc.subnets[0].id)
+        .send()
+        .await?
+        .instances()[0]
+        .instance_id()
+        .unwrap_or_default()
+        .to_string();
+    cluster
+        .direct
+        .ec2
+        .create_route()
+        .route_table_id(&vpc.cluster_route_table_id)
+        .destination_cidr_block("10.244.250.0/24")
+        .instance_id(&nat)
+        .send()
+        .await?;
     let imds = ImdsStub::start(vpc.identity_of(&vpc.instances[0])).await?;
     let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), Some(&imds), &[])?;
     wait_all_initialized(&client, &names, &ccm).await?;
@@ -123,20 +149,22 @@ async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
     support::clean_cluster(&client).await?;
     eventually("all cluster routes removed", WAIT, || async {
         let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
-        Ok((!routes_to(table).iter().any(|(cidr, _)| cidr.starts_with("10.244."))).then_some(()))
+        Ok((!routes_to(table).iter().any(|(cidr, _)| cidr.starts_with("10.244.") && cidr != "10.244.250.0/24"))
+            .then_some(()))
     })
     .await?;
     let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
+    let left = routes_to(table);
     assert!(
-        routes_to(table).contains(&("192.168.0.0/16".into(), vpc.internet_gateway_id.clone())),
+        left.contains(&("192.168.0.0/16".into(), vpc.internet_gateway_id.clone())),
         "outside the cluster CIDR: untouched"
     );
+    assert!(left.contains(&("10.244.250.0/24".into(), nat.clone())), "the NAT instance's route: untouched");
     drop(ccm);
-    ec2.delete_route()
-        .route_table_id(&vpc.cluster_route_table_id)
-        .destination_cidr_block("192.168.0.0/16")
-        .send()
-        .await?;
+    for cidr in ["192.168.0.0/16", "10.244.250.0/24"] {
+        ec2.delete_route().route_table_id(&vpc.cluster_route_table_id).destination_cidr_block(cidr).send().await?;
+    }
+    ec2.terminate_instances().instance_ids(&nat).send().await?;
     cluster.assert_nothing_left().await
 }
 

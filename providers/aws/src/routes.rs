@@ -13,6 +13,16 @@ use crate::instance_cache::{InstanceCache, InstanceKey};
 use crate::instances::AwsInstances;
 use crate::tags::ClusterTags;
 
+/// A route's target instance that no Node names.
+enum Stranger {
+    /// Terminated, or unknown to EC2.
+    Gone,
+    /// A cluster instance (tagged for this cluster).
+    Ours,
+    /// Someone else's.
+    Theirs,
+}
+
 pub struct AwsRoutes {
     ec2: Ec2,
     cache: Arc<InstanceCache>,
@@ -66,11 +76,16 @@ impl AwsRoutes {
         }
     }
 
-    async fn is_gone(&self, instance_id: &str) -> Result<bool, CloudError> {
-        let instance = self.cache.get(&InstanceKey::Id(instance_id.to_string())).await?;
-        Ok(instance.is_none_or(|i| {
-            i.state().and_then(|s| s.name()) == Some(&aws_sdk_ec2::types::InstanceStateName::Terminated)
-        }))
+    /// What a route's target instance is, when no Node names it.
+    async fn stranger(&self, instance_id: &str) -> Result<Stranger, CloudError> {
+        let Some(instance) = self.cache.get(&InstanceKey::Id(instance_id.to_string())).await? else {
+            return Ok(Stranger::Gone);
+        };
+        if instance.state().and_then(|s| s.name()) == Some(&aws_sdk_ec2::types::InstanceStateName::Terminated) {
+            return Ok(Stranger::Gone);
+        }
+        let tags = instance.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+        Ok(if self.cluster.is_cluster(tags) { Stranger::Ours } else { Stranger::Theirs })
     }
 
     fn table_id(table: &RouteTable) -> String {
@@ -117,14 +132,19 @@ impl Routes for AwsRoutes {
             let target = match route.instance_id() {
                 Some(id) => match node_by_instance.get(id) {
                     Some(node) => node.clone(),
-                    // Not a Node's instance. Inside the cluster CIDR that is a stale pod route
-                    // (the controller removes it); outside, the controller never touches it (a
-                    // NAT instance's default route, say). AWS marks routes to terminated
-                    // instances blackhole; some emulators do not, so look.
-                    None => {
-                        blackhole |= self.is_gone(id).await?;
-                        String::new()
-                    }
+                    // Not a Node's instance. A cluster instance's is a stale pod route, and one
+                    // to an instance that is gone a blackhole (AWS marks them so; some emulators
+                    // do not, so look): the controller removes them inside the cluster CIDR.
+                    // Anyone else's instance (a NAT instance, a VPN appliance) is not listed at
+                    // all, so its routes are never touched, whatever the cluster CIDR.
+                    None => match self.stranger(id).await? {
+                        Stranger::Theirs => continue,
+                        Stranger::Ours => String::new(),
+                        Stranger::Gone => {
+                            blackhole = true;
+                            String::new()
+                        }
+                    },
                 },
                 None if blackhole => String::new(),
                 // Gateways, peering, endpoints: never ours.
