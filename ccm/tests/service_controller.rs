@@ -307,3 +307,33 @@ async fn the_autoscaler_taint_waits_for_the_next_node_change() -> Result<()> {
     eventually("deleted", WAIT, || async { Ok(services.get_opt("drained").await?.is_none().then_some(())) }).await?;
     ccm.stop().await
 }
+
+/// Every write to a Service names its UID: a Service deleted and re-created under the same name
+/// while a sync of the old one runs is never given the old one's finalizer or status.
+#[tokio::test]
+async fn writes_to_a_service_are_checked_against_its_uid() -> Result<()> {
+    use cloud_controller_manager::controllers::service::status::{self, Written};
+    let _serial = support::serial().await;
+    let client = ccm_e2e::ControlPlane::shared().client().await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let old = services.create(&PostParams::default(), &lb_service("recreated")).await?;
+    let old_uid = old.metadata.uid.clone().unwrap_or_default();
+    services.delete("recreated", &DeleteParams::default()).await?;
+    eventually("the old one gone", WAIT, || async { Ok(services.get_opt("recreated").await?.is_none().then_some(())) })
+        .await?;
+    assert_eq!(status::add_finalizer(&services, "recreated", &old_uid).await?, Written::Gone, "404");
+
+    let new = services.create(&PostParams::default(), &lb_service("recreated")).await?;
+    let new_uid = new.metadata.uid.clone().unwrap_or_default();
+    assert_eq!(status::add_finalizer(&services, "recreated", &old_uid).await?, Written::Gone, "another UID");
+    let ingress = [cloud_provider::IngressPoint::hostname("old.example.com")];
+    assert_eq!(status::set_ingress(&services, "recreated", &old_uid, &ingress).await?, Written::Gone);
+    let untouched = services.get("recreated").await?;
+    assert!(!finalized(&untouched) && ingress_hostname(&untouched).is_none(), "the new Service was written to");
+
+    assert_eq!(status::add_finalizer(&services, "recreated", &new_uid).await?, Written::Done);
+    assert!(finalized(&services.get("recreated").await?));
+    assert_eq!(status::remove_finalizer_and_ingress(&services, "recreated", &new_uid).await?, Written::Done);
+    services.delete("recreated", &DeleteParams::default()).await?;
+    Ok(())
+}

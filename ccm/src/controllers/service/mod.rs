@@ -29,7 +29,7 @@
 //!   `--concurrent-service-syncs` > 1 a slow Service does not hold up the others.
 
 mod fingerprint;
-mod status;
+pub mod status;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -253,7 +253,11 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     ctx.events.normal(&object, "EnsuringLoadBalancer", "Ensuring load balancer").await;
     let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &service.namespace().unwrap_or_default());
     if !objects::has_finalizer(service, LB_CLEANUP_FINALIZER) {
-        status::add_finalizer(&api, &service.name_any()).await?;
+        let uid = service.uid().unwrap_or_default();
+        if status::add_finalizer(&api, &service.name_any(), &uid).await? == status::Written::Gone {
+            tracing::info!(service = %key, %uid, "deleted or replaced meanwhile; nothing made for it");
+            return Ok(Action::await_change());
+        }
     }
     if nodes.is_empty() {
         ctx.events.warning(&object, "UnAvailableLoadBalancer", "There are no available nodes for LoadBalancer").await;
@@ -272,7 +276,8 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
             }
             ctx.events.normal(&object, "EnsuredLoadBalancer", "Ensured load balancer").await;
             if lb_status.ingress != info.current_ingress {
-                status::set_ingress(&api, &service.name_any(), &lb_status.ingress).await?;
+                status::set_ingress(&api, &service.name_any(), &service.uid().unwrap_or_default(), &lb_status.ingress)
+                    .await?;
             }
             remember(false);
             Ok(ctx
@@ -362,7 +367,7 @@ async fn delete<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
         }
     }
     let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &service.namespace().unwrap_or_default());
-    status::remove_finalizer_and_ingress(&api, &service.name_any()).await?;
+    status::remove_finalizer_and_ingress(&api, &service.name_any(), &service.uid().unwrap_or_default()).await?;
     ctx.events.normal(&object, "DeletedLoadBalancer", "Deleted load balancer").await;
     ctx.synced.lock().expect("lock").remove(&key(service));
     Ok(Action::await_change())

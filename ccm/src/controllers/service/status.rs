@@ -1,6 +1,10 @@
 //! Writes to a Service: strategic-merge patches on the `status` subresource, carrying the
 //! finalizer (metadata) and `status.loadBalancer`, as upstream does, so the controller needs
 //! only `services/status` patch rights to write.
+//!
+//! Every patch names the Service's UID, which the apiserver checks: a Service deleted and
+//! re-created under the same name while a sync of the old one runs is never written to on the
+//! old one's behalf (the new one has its own sync, its own UID and its own load balancer).
 
 use cloud_provider::IngressPoint;
 use k8s_openapi::api::core::v1::Service;
@@ -13,21 +17,35 @@ fn params() -> PatchParams {
     PatchParams { field_manager: Some("cloud-controller-manager".into()), ..PatchParams::default() }
 }
 
-/// A Service deleted meanwhile needs nothing more.
-fn ignore_not_found(result: kube::Result<Service>) -> kube::Result<()> {
+/// The outcome of a write to a Service.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    /// The Service with this UID is gone (deleted, or replaced by another under its name).
+    Gone,
+}
+
+fn outcome(result: kube::Result<Service>) -> kube::Result<Written> {
     match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Ok(_) => Ok(Written::Done),
+        // 404: deleted. 409/422: the object under this name has another UID.
+        Err(kube::Error::Api(status)) if [404, 409, 422].contains(&status.code) => Ok(Written::Gone),
         Err(err) => Err(err),
     }
 }
 
-pub async fn add_finalizer(api: &Api<Service>, name: &str) -> kube::Result<()> {
-    let patch = json!({ "metadata": { "finalizers": [LB_CLEANUP_FINALIZER] } });
-    ignore_not_found(api.patch_status(name, &params(), &Patch::Strategic(&patch)).await)
+fn with_uid(uid: &str, mut patch: serde_json::Value) -> serde_json::Value {
+    patch["metadata"]["uid"] = json!(uid);
+    patch
 }
 
-pub async fn set_ingress(api: &Api<Service>, name: &str, ingress: &[IngressPoint]) -> kube::Result<()> {
+/// Adds the cleanup finalizer. `Gone` means: make nothing for this Service.
+pub async fn add_finalizer(api: &Api<Service>, name: &str, uid: &str) -> kube::Result<Written> {
+    let patch = with_uid(uid, json!({ "metadata": { "finalizers": [LB_CLEANUP_FINALIZER] } }));
+    outcome(api.patch_status(name, &params(), &Patch::Strategic(&patch)).await)
+}
+
+pub async fn set_ingress(api: &Api<Service>, name: &str, uid: &str, ingress: &[IngressPoint]) -> kube::Result<Written> {
     let ingress: Vec<_> = ingress
         .iter()
         .map(|i| {
@@ -41,14 +59,17 @@ pub async fn set_ingress(api: &Api<Service>, name: &str, ingress: &[IngressPoint
             serde_json::Value::Object(entry)
         })
         .collect();
-    let patch = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
-    ignore_not_found(api.patch_status(name, &params(), &Patch::Strategic(&patch)).await)
+    let patch = with_uid(uid, json!({ "status": { "loadBalancer": { "ingress": ingress } } }));
+    outcome(api.patch_status(name, &params(), &Patch::Strategic(&patch)).await)
 }
 
-pub async fn remove_finalizer_and_ingress(api: &Api<Service>, name: &str) -> kube::Result<()> {
-    let patch = json!({
-        "metadata": { "$deleteFromPrimitiveList/finalizers": [LB_CLEANUP_FINALIZER] },
-        "status": { "loadBalancer": { "ingress": null } },
-    });
-    ignore_not_found(api.patch_status(name, &params(), &Patch::Strategic(&patch)).await)
+pub async fn remove_finalizer_and_ingress(api: &Api<Service>, name: &str, uid: &str) -> kube::Result<Written> {
+    let patch = with_uid(
+        uid,
+        json!({
+            "metadata": { "$deleteFromPrimitiveList/finalizers": [LB_CLEANUP_FINALIZER] },
+            "status": { "loadBalancer": { "ingress": null } },
+        }),
+    );
+    outcome(api.patch_status(name, &params(), &Patch::Strategic(&patch)).await)
 }
