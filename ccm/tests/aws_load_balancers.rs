@@ -52,12 +52,26 @@ struct Ground {
 }
 
 async fn ground(name: &str, instances: usize, extra_config: &str) -> Result<Ground> {
+    let extra = extra_config.to_string();
+    ground_prepared(name, instances, move |_, _| Box::pin(async move { Ok(extra) })).await
+}
+
+type Prepared<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>> + 'a>>;
+
+/// As [`ground`], with `prepare` run on the seeded VPC before the CCM starts; it returns the
+/// cloud-config lines to add (for groups the config names, say).
+async fn ground_prepared(
+    name: &str,
+    instances: usize,
+    prepare: impl for<'a> FnOnce(&'a TestCluster, &'a SeededVpc) -> Prepared<'a>,
+) -> Result<Ground> {
     let serial = support::serial().await;
     let cluster = TestCluster::new(name).await?;
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(instances)).await?;
     let names = register(&client, &vpc).await?;
+    let extra_config = prepare(&cluster, &vpc).await?;
     let config = format!("{}{extra_config}", off_aws_config(&cluster, &vpc));
     let ccm =
         start(&cluster, &config, None, &["--controllers=service,cloud-node", "--load-balancer-resync-period=3s"])?;
@@ -700,4 +714,120 @@ async fn a_loose_type_value_never_replaces_an_existing_load_balancer() -> Result
     let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
     assert_eq!(ingress[0].hostname.as_deref(), Some(hostname.as_str()));
     g.delete_and_check("kept").await
+}
+
+/// A security group in the cluster's VPC, made by the user (tagged as the user says).
+async fn user_group(cluster: &TestCluster, vpc: &SeededVpc, name: &str, tags: &[(&str, &str)]) -> Result<String> {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let name_tag = format!("{}-{name}", cluster.id);
+    let spec = TagSpecification::builder()
+        .resource_type(ResourceType::SecurityGroup)
+        .tags(Tag::builder().key("Name").value(&name_tag).build())
+        .set_tags(Some(
+            std::iter::once(("Name", name_tag.as_str()))
+                .chain(tags.iter().copied())
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .build();
+    let out = cluster
+        .direct
+        .ec2
+        .create_security_group()
+        .group_name(format!("{}-{name}", cluster.id))
+        .description("the user's")
+        .vpc_id(&vpc.vpc_id)
+        .tag_specifications(spec)
+        .send()
+        .await?;
+    Ok(out.group_id().unwrap_or_default().to_string())
+}
+
+/// Ingress rules of a group: (protocol, from port, source group or CIDR).
+async fn ingress_of(cluster: &TestCluster, group: &str) -> Result<Vec<(String, i32, String)>> {
+    let out = cluster.direct.ec2.describe_security_groups().group_ids(group).send().await?;
+    let mut rules = Vec::new();
+    for p in out.security_groups().iter().flat_map(|g| g.ip_permissions()) {
+        let head = (p.ip_protocol().unwrap_or_default().to_string(), p.from_port().unwrap_or(-1));
+        for pair in p.user_id_group_pairs() {
+            rules.push((head.0.clone(), head.1, pair.group_id().unwrap_or_default().to_string()));
+        }
+        for r in p.ip_ranges() {
+            rules.push((head.0.clone(), head.1, r.cidr_ip().unwrap_or_default().to_string()));
+        }
+    }
+    rules.sort();
+    Ok(rules)
+}
+
+/// The user's group given through `extra-security-groups`, even tagged `owned` for the cluster,
+/// and a rule in a third group that references it: deleting the Service deletes neither (the
+/// upstream behaviour, and the rule: only what this controller made goes).
+#[tokio::test]
+async fn deletion_never_touches_the_users_groups_or_rules() -> Result<()> {
+    let g = ground("users-groups", 1, "").await?;
+    let key = g.cluster.cluster_tag_key();
+    let mine = user_group(&g.cluster, &g.vpc, "mine", &[(key.as_str(), "owned")]).await?;
+    let third = user_group(&g.cluster, &g.vpc, "third", &[]).await?;
+    let rule = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(5432)
+        .to_port(5432)
+        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&mine).build())
+        .build();
+    g.cluster.direct.ec2.authorize_security_group_ingress().group_id(&third).ip_permissions(rule).send().await?;
+    let extra = ("service.beta.kubernetes.io/aws-load-balancer-extra-security-groups", mine.as_str());
+    g.services().create(&PostParams::default(), &service("extra", &[extra], &[(80, "TCP")])).await?;
+    g.hostname("extra").await?;
+    let services = g.services();
+    services.delete("extra", &DeleteParams::default()).await?;
+    eventually("the Service gone", WAIT, || async { Ok(services.get_opt("extra").await?.is_none().then_some(())) })
+        .await
+        .with_context(|| g.ccm.log_tail())?;
+    let still = g.cluster.direct.ec2.describe_security_groups().group_ids(&mine).send().await?;
+    assert_eq!(still.security_groups().len(), 1, "the user's group was deleted");
+    assert_eq!(
+        ingress_of(&g.cluster, &third).await?,
+        [("tcp".to_string(), 5432, mine.clone())],
+        "the third group's rule"
+    );
+    for group in [&third, &mine] {
+        g.cluster.direct.ec2.delete_security_group().group_id(group).send().await?;
+    }
+    g.cluster.assert_nothing_left().await
+}
+
+/// One `ElbSecurityGroup` for every Classic ELB: deleting one Service keeps the node rule the
+/// others need; the last one's deletion removes it. (Upstream removes it with the first.)
+#[tokio::test]
+async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_it() -> Result<()> {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = shared.clone();
+    let g = ground_prepared("shared-sg", 1, move |cluster, vpc| {
+        Box::pin(async move {
+            let id = user_group(cluster, vpc, "shared-elb", &[]).await?;
+            *keep.lock().unwrap() = id.clone();
+            Ok(format!("ElbSecurityGroup = {id}\n"))
+        })
+    })
+    .await?;
+    let shared = shared.lock().unwrap().clone();
+    for name in ["first", "second"] {
+        g.services().create(&PostParams::default(), &service(name, &[], &[(80, "TCP")])).await?;
+        g.hostname(name).await?;
+    }
+    let from_shared = ("-1".to_string(), -1, shared.clone());
+    assert!(ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared));
+    let services = g.services();
+    services.delete("first", &DeleteParams::default()).await?;
+    eventually("first gone", WAIT, || async { Ok(services.get_opt("first").await?.is_none().then_some(())) }).await?;
+    assert!(
+        ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared),
+        "the second Service's traffic was cut"
+    );
+    services.delete("second", &DeleteParams::default()).await?;
+    eventually("second gone", WAIT, || async { Ok(services.get_opt("second").await?.is_none().then_some(())) }).await?;
+    assert!(!ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared), "left behind");
+    g.cluster.direct.ec2.delete_security_group().group_id(&shared).send().await?;
+    g.cluster.assert_nothing_left().await
 }

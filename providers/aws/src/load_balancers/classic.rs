@@ -425,7 +425,8 @@ impl AwsLoadBalancers {
         if !self.settings.disable_security_group_ingress
             && let Some(lb_group) = groups.first()
         {
-            self.ensure_node_group_references(lb_group, &instances).await?;
+            let exclusive = cfg.security_groups.is_empty() && self.settings.elb_security_group.is_none();
+            self.ensure_node_group_references(lb_group, &instances, exclusive).await?;
         }
         self.classic_register(name, lb, &instances).await
     }
@@ -469,34 +470,65 @@ impl AwsLoadBalancers {
         self.classic_targets(&name, &lb, &groups, cfg, nodes).await
     }
 
-    /// Deletes the Classic ELB named after `uid` and what it owns, whatever the Service's
-    /// annotations say now. Idempotent: each piece is found again on every call.
+    /// Deletes the Classic ELB named after `uid` and what this controller made for it, whatever
+    /// the Service's annotations say now: the ELB, its own `k8s-elb-…` group (found by name and
+    /// the `owned` tag, never a group a user or the cloud-config gave it), and the node-group
+    /// rules admitting traffic from its group. Idempotent: each piece is found again on every
+    /// call.
     pub(crate) async fn classic_delete(&self, uid: &str) -> Result<(), CloudError> {
         let name = names::load_balancer_name(uid);
         let lb = self.classic_describe(&name).await?;
-        let mut owned = self.owned_groups_named(&names::classic_security_group_name(&name)).await?;
-        if let Some(lb) = &lb {
-            for id in lb.security_groups() {
-                if !owned.iter().any(|g| g.group_id() == Some(id)) {
-                    owned.extend(self.owned_groups_by_id(id).await?);
-                }
+        let own = self.owned_groups_named(&names::classic_security_group_name(&name)).await?;
+        if !self.settings.disable_security_group_ingress {
+            for group in &own {
+                self.revoke_our_references_to(group.group_id().unwrap_or_default()).await?;
             }
-        }
-        for group in &owned {
-            self.revoke_references_to(group.group_id().unwrap_or_default()).await?;
-        }
-        // A group the user gave (not ours to delete) still loses the node rules we added for it.
-        if let Some(primary) = lb.as_ref().and_then(|lb| lb.security_groups().first())
-            && !owned.iter().any(|g| g.group_id() == Some(primary.as_str()))
-            && !self.settings.disable_security_group_ingress
-        {
-            self.ensure_node_group_references(primary, &[]).await?;
+            // A group the user or the cloud-config gave: its node rules go only with the last
+            // of this cluster's load balancers that use it.
+            if let Some(primary) = lb.as_ref().and_then(|lb| lb.security_groups().first())
+                && !own.iter().any(|g| g.group_id() == Some(primary.as_str()))
+                && !self.classic_group_used_elsewhere(primary, &name).await?
+            {
+                self.revoke_our_references_to(primary).await?;
+            }
         }
         if lb.is_some() {
             let r = self.elb.delete_load_balancer().load_balancer_name(&name);
             self.calls.run("aws/elb.DeleteLoadBalancer", r.send()).await?;
         }
-        self.delete_groups(&owned).await
+        self.delete_groups(&own).await
+    }
+
+    /// Whether another of this cluster's Classic ELBs (not `except`) sends its traffic from
+    /// `group` (it is their first group).
+    async fn classic_group_used_elsewhere(&self, group: &str, except: &str) -> Result<bool, CloudError> {
+        let mut candidates = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let r = self.elb.describe_load_balancers().set_marker(marker.clone());
+            let page = self.calls.run("aws/elb.DescribeLoadBalancers", r.send()).await?;
+            candidates.extend(
+                page.load_balancer_descriptions()
+                    .iter()
+                    .filter(|d| d.load_balancer_name() != Some(except))
+                    .filter(|d| d.security_groups().first().map(String::as_str) == Some(group))
+                    .filter_map(|d| d.load_balancer_name().map(String::from)),
+            );
+            marker = page.next_marker().filter(|m| !m.is_empty()).map(String::from);
+            if marker.is_none() {
+                break;
+            }
+        }
+        for chunk in candidates.chunks(20) {
+            let r = self.elb.describe_tags().set_load_balancer_names(Some(chunk.to_vec()));
+            let tags = self.calls.run("aws/elb.DescribeTags", r.send()).await?;
+            for d in tags.tag_descriptions() {
+                if self.cluster.is_cluster(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default()))) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }
 

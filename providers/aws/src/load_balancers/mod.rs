@@ -30,7 +30,7 @@ use crate::errors::AwsError;
 use crate::instance_cache::InstanceCache;
 use crate::instances::AwsInstances;
 use crate::tags::ClusterTags;
-use security_groups::{Rule, Source};
+use security_groups::Rule;
 use service_config::{Kind, LbConfig, Parsed};
 
 pub use classic::OPERATIONS as ELB_OPERATIONS;
@@ -273,12 +273,16 @@ impl AwsLoadBalancers {
         self.cluster.is_owned(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
     }
 
-    /// Classic ELB: every node group admits all traffic from the ELB's group; cluster groups
-    /// that no target needs lose that rule.
+    /// Classic ELB: every target's node group admits all traffic from the ELB's (first) group.
+    /// With `exclusive` (the group is this load balancer's own `k8s-elb-…`), cluster groups no
+    /// target needs any more lose that rule. A group shared with other load balancers
+    /// (`ElbSecurityGroup`, a `security-groups` annotation) is never revoked here: another
+    /// Service may need the rule on any node group; its deletion decides.
     pub(crate) async fn ensure_node_group_references(
         &self,
         lb_group: &str,
         instances: &[Instance],
+        exclusive: bool,
     ) -> Result<(), CloudError> {
         let wanted = self.node_groups(instances).await?;
         let rule = Rule::all_from_group(lb_group);
@@ -287,6 +291,9 @@ impl AwsLoadBalancers {
             if !has {
                 self.ec2.authorize_ingress(group.group_id().unwrap_or_default(), vec![rule.to_permission()]).await?;
             }
+        }
+        if !exclusive {
+            return Ok(());
         }
         let referencing =
             self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [lb_group])]).await?;
@@ -299,16 +306,16 @@ impl AwsLoadBalancers {
         Ok(())
     }
 
-    /// Removes every rule, in any group, that references `group` (before deleting it).
-    pub(crate) async fn revoke_references_to(&self, group: &str) -> Result<(), CloudError> {
+    /// Removes the rule this controller adds for a Classic ELB, "all traffic from `group`",
+    /// from every group in the VPC that has it. Other rules referencing `group` were written by
+    /// someone else and stay.
+    pub(crate) async fn revoke_our_references_to(&self, group: &str) -> Result<(), CloudError> {
+        let rule = Rule::all_from_group(group);
         let referencing = self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [group])]).await?;
         for g in referencing {
-            let rules: Vec<_> = security_groups::ingress(&g)
-                .into_iter()
-                .filter(|r| r.source == Source::Group(group.to_string()))
-                .map(|r| r.to_permission())
-                .collect();
-            self.ec2.revoke_ingress(g.group_id().unwrap_or_default(), rules).await?;
+            if security_groups::ingress(&g).iter().any(|r| r.identity() == rule.identity()) {
+                self.ec2.revoke_ingress(g.group_id().unwrap_or_default(), vec![rule.to_permission()]).await?;
+            }
         }
         Ok(())
     }
@@ -364,14 +371,6 @@ impl AwsLoadBalancers {
         Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect())
     }
 
-    pub(crate) async fn owned_groups_by_id(&self, id: &str) -> Result<Vec<SecurityGroup>, CloudError> {
-        match self.ec2.security_groups(vec![id.to_string()], Vec::new()).await {
-            Ok(groups) => Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect()),
-            Err(err) if err.is_not_found() => Ok(Vec::new()),
-            Err(err) => Err(err.into()),
-        }
-    }
-
     /// Deletes owned groups; one still in use means "come back later", never a wait here.
     pub(crate) async fn delete_groups(&self, groups: &[SecurityGroup]) -> Result<(), CloudError> {
         for group in groups {
@@ -380,9 +379,27 @@ impl AwsLoadBalancers {
                 Ok(()) => {}
                 Err(err) if err.is_not_found() => {}
                 Err(err) if err.has_code("DependencyViolation") => {
+                    // Still attached (a load balancer's interfaces go a little after it), or
+                    // referenced by rules this controller did not write, which it leaves alone.
+                    let referencing: Vec<String> = self
+                        .ec2
+                        .security_groups(Vec::new(), vec![filter("ip-permission.group-id", [id])])
+                        .await
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(String::from))
+                        .collect();
+                    let why = if referencing.is_empty() {
+                        "is still in use".to_string()
+                    } else {
+                        format!(
+                            "is still referenced by rules in {} that this controller did not write (remove them to let it go)",
+                            referencing.join(", ")
+                        )
+                    };
                     return Err(CloudError::retry_after(
                         "aws/lb.delete_security_group",
-                        format!("security group {id} is still in use; deleting it again shortly"),
+                        format!("security group {id} {why}; deleting it again shortly"),
                         Duration::from_secs(10),
                     ));
                 }

@@ -38,9 +38,8 @@ impl AwsLoadBalancers {
         }
         let owned =
             self.owned_groups_named(&names::nlb_security_group_name(cluster_name, namespace, service, uid)).await?;
-        for group in &owned {
-            self.revoke_references_to(group.group_id().unwrap_or_default()).await?;
-        }
+        // Node rules of an NLB are CIDR rules, removed above; any rule referencing its own group
+        // was written by someone else and stays (the deletion then says so and waits).
         self.delete_groups(&owned).await
     }
 
