@@ -235,11 +235,26 @@ async fn throttling_on_a_third_of_calls_still_converges() -> Result<()> {
     let throttled = cluster.proxy.count_where(|c| c.fault.is_some());
     eprintln!("throttled {throttled} of {} calls: {:?}", cluster.proxy.calls().len(), cluster.proxy.summary());
     assert!(throttled >= 2, "the faults were really injected");
+    // Every throttled attempt is seen, the SDK's own retries included (not only the calls that
+    // ran out of attempts), and slowed the next calls down.
+    cluster.proxy.clear_faults();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let injected = cluster.proxy.count_where(|c| c.fault.is_some());
     let metrics = ccm.metrics()?;
     assert!(
         metrics.contains("cloudprovider_aws_api_requests_total{service=\"ec2\",operation=\"DescribeInstances\"}"),
         "{metrics}"
     );
+    let sum = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let counted = sum("cloudprovider_aws_api_throttled_requests_total{");
+    assert_eq!(counted as usize, injected, "throttled attempts counted vs injected:\n{metrics}");
+    assert!(sum("cloudprovider_aws_api_throttle_delay_seconds_total") > 0.0, "no slow-down applied:\n{metrics}");
     support::clean_cluster(&client).await?;
     drop(ccm);
     cluster.assert_nothing_left().await

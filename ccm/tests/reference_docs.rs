@@ -54,7 +54,8 @@ fn metrics_reference_matches_the_registries() {
     aws.calls.get_or_create(&CallLabels { service: "ec2", operation: "DescribeInstances" }).inc();
     aws.latency.get_or_create(&RequestLabels { request: "DescribeInstances" }).observe(0.0);
     aws.errors.get_or_create(&RequestLabels { request: "DescribeInstances" }).inc();
-    aws.throttled.get_or_create(&OperationLabels { operation_name: "DescribeInstances" }).inc();
+    aws.throttled.get_or_create(&OperationLabels { operation_name: "DescribeInstances".into() }).inc();
+    aws.throttle_delay.inc_by(0.5);
     let mut rows = Vec::new();
     let text = metrics.encode();
     for line in text.lines() {

@@ -20,7 +20,7 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
-    pub operation_name: &'static str,
+    pub operation_name: String,
 }
 
 #[derive(Clone)]
@@ -31,8 +31,12 @@ pub struct ApiMetrics {
     pub latency: Family<RequestLabels, Histogram>,
     /// cloudprovider_aws_api_request_errors_total{request} (upstream: ..._request_errors)
     pub errors: Family<RequestLabels, Counter>,
-    /// cloudprovider_aws_api_throttled_requests_total{operation_name} (upstream)
+    /// cloudprovider_aws_api_throttled_requests_total{operation_name} (upstream): every
+    /// throttled attempt, the SDK's retries included.
     pub throttled: Family<OperationLabels, Counter>,
+    /// cloudprovider_aws_api_throttle_delay_seconds_total: the shared slow-down applied before
+    /// calls while the account is being throttled.
+    pub throttle_delay: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for ApiMetrics {
@@ -42,6 +46,7 @@ impl Default for ApiMetrics {
             latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
             errors: Family::default(),
             throttled: Family::default(),
+            throttle_delay: Counter::default(),
         }
     }
 }
@@ -61,8 +66,13 @@ impl ApiMetrics {
         registry.register("cloudprovider_aws_api_request_errors", "AWS API calls that failed", self.errors.clone());
         registry.register(
             "cloudprovider_aws_api_throttled_requests",
-            "AWS API calls that failed with a throttling error",
+            "AWS API attempts (the SDK's retries included) answered with a throttling error",
             self.throttled.clone(),
+        );
+        registry.register(
+            "cloudprovider_aws_api_throttle_delay_seconds",
+            "Time calls waited, in all, because recent attempts were throttled",
+            self.throttle_delay.clone(),
         );
     }
 }

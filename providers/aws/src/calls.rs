@@ -1,5 +1,8 @@
 //! Every AWS call goes through [`Calls::run`]: the shared throttle delay before it, and after
-//! it the metrics (calls, latency, errors, throttles, by operation) and the error mapping.
+//! it the metrics (calls, latency, errors, by operation) and the error mapping. Throttling is
+//! seen per attempt, not per call: [`AttemptWatch`], an interceptor on every client, looks at
+//! each HTTP answer, so the SDK's retries of a throttled request count too (otherwise the
+//! slow-down and the metric would only see calls that failed all their attempts).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +39,7 @@ impl Calls {
     {
         let delay = self.throttle.delay();
         if !delay.is_zero() {
+            self.metrics.throttle_delay.inc_by(delay.as_secs_f64());
             tokio::time::sleep(delay).await;
         }
         let (service, operation) = split_op(op);
@@ -47,25 +51,68 @@ impl Calls {
             .get_or_create(&RequestLabels { request: operation })
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(value) => {
-                self.throttle.record(false);
-                Ok(value)
-            }
+            Ok(value) => Ok(value),
             Err(err) => {
                 let error = AwsError {
                     op,
                     code: err.code().map(str::to_string),
                     message: err.message().map_or_else(|| DisplayErrorContext(&err).to_string(), str::to_string),
                 };
-                self.throttle.record(error.is_throttling());
                 self.metrics.errors.get_or_create(&RequestLabels { request: operation }).inc();
-                if error.is_throttling() {
-                    self.metrics.throttled.get_or_create(&OperationLabels { operation_name: operation }).inc();
-                }
                 tracing::debug!(%error, "AWS call failed");
                 Err(error)
             }
         }
+    }
+}
+
+impl Calls {
+    /// One HTTP attempt of `operation` came back; `throttled` when AWS said so.
+    pub fn attempt(&self, operation: &str, throttled: bool) {
+        self.throttle.record(throttled);
+        if throttled {
+            self.metrics.throttled.get_or_create(&OperationLabels { operation_name: operation.to_string() }).inc();
+        }
+    }
+}
+
+/// Whether an AWS answer is a throttling error: its XML names one of the throttling codes.
+pub fn is_throttle_answer(status: u16, body: &[u8]) -> bool {
+    if status < 400 {
+        return false;
+    }
+    let body = String::from_utf8_lossy(body);
+    crate::errors::THROTTLING.iter().any(|code| body.contains(&format!("<Code>{code}</Code>")))
+}
+
+/// The interceptor on every client that reports each attempt to [`Calls::attempt`].
+#[derive(Debug, Clone)]
+pub struct AttemptWatch(pub Arc<Calls>);
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Calls")
+    }
+}
+
+impl aws_sdk_ec2::config::Intercept for AttemptWatch {
+    fn name(&self) -> &'static str {
+        "AttemptWatch"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _components: &aws_sdk_ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        let Some(response) = context.response() else { return Ok(()) };
+        let throttled = is_throttle_answer(response.status().as_u16(), response.body().bytes().unwrap_or_default());
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or_else(|| "unknown".to_string(), |m| m.name().to_string());
+        self.0.attempt(&operation, throttled);
+        Ok(())
     }
 }
 
@@ -75,5 +122,16 @@ mod tests {
     fn op_names_split_into_bounded_labels() {
         assert_eq!(super::split_op("aws/ec2.DescribeInstances"), ("ec2", "DescribeInstances"));
         assert_eq!(super::split_op("aws/elbv2.CreateListener"), ("elbv2", "CreateListener"));
+    }
+
+    #[test]
+    fn throttle_answers_are_told_apart() {
+        let ec2 = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code></Error></Errors></Response>";
+        assert!(super::is_throttle_answer(503, ec2));
+        let elb = b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code></Error></ErrorResponse>";
+        assert!(super::is_throttle_answer(400, elb));
+        let other = b"<ErrorResponse><Error><Code>LoadBalancerNotFound</Code></Error></ErrorResponse>";
+        assert!(!super::is_throttle_answer(400, other));
+        assert!(!super::is_throttle_answer(200, ec2), "a success is never a throttle");
     }
 }

@@ -8,6 +8,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+use std::sync::Arc;
+
+use crate::calls::{AttemptWatch, Calls};
 use crate::config::CloudConfig;
 
 /// Attempts per call, the first included, in the SDK's standard mode (exponential backoff with
@@ -171,24 +174,35 @@ macro_rules! resolves_endpoints {
 
 resolves_endpoints!(aws_sdk_ec2, aws_sdk_elasticloadbalancing, aws_sdk_elasticloadbalancingv2);
 
-pub fn ec2(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_ec2::Client {
-    let mut builder = aws_sdk_ec2::config::Builder::from(sdk);
+pub fn ec2(sdk: &SdkConfig, config: &CloudConfig, region: &str, calls: &Arc<Calls>) -> aws_sdk_ec2::Client {
+    let mut builder = aws_sdk_ec2::config::Builder::from(sdk).interceptor(AttemptWatch(calls.clone()));
     if let Some(o) = Override::of(config, "EC2", region) {
         builder = builder.region(Region::new(o.signing_region.clone())).endpoint_resolver(o);
     }
     aws_sdk_ec2::Client::from_conf(builder.build())
 }
 
-pub fn elb(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_elasticloadbalancing::Client {
-    let mut builder = aws_sdk_elasticloadbalancing::config::Builder::from(sdk);
+pub fn elb(
+    sdk: &SdkConfig,
+    config: &CloudConfig,
+    region: &str,
+    calls: &Arc<Calls>,
+) -> aws_sdk_elasticloadbalancing::Client {
+    let mut builder = aws_sdk_elasticloadbalancing::config::Builder::from(sdk).interceptor(AttemptWatch(calls.clone()));
     if let Some(o) = Override::of(config, "Elastic Load Balancing", region) {
         builder = builder.region(Region::new(o.signing_region.clone())).endpoint_resolver(o);
     }
     aws_sdk_elasticloadbalancing::Client::from_conf(builder.build())
 }
 
-pub fn elbv2(sdk: &SdkConfig, config: &CloudConfig, region: &str) -> aws_sdk_elasticloadbalancingv2::Client {
-    let mut builder = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk);
+pub fn elbv2(
+    sdk: &SdkConfig,
+    config: &CloudConfig,
+    region: &str,
+    calls: &Arc<Calls>,
+) -> aws_sdk_elasticloadbalancingv2::Client {
+    let mut builder =
+        aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk).interceptor(AttemptWatch(calls.clone()));
     if let Some(o) = Override::of(config, "Elastic Load Balancing v2", region) {
         builder = builder.region(Region::new(o.signing_region.clone())).endpoint_resolver(o);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use cloud_provider::{CloudError, Retry};
 
 /// Error codes AWS uses for throttling.
-const THROTTLING: [&str; 7] = [
+pub(crate) const THROTTLING: [&str; 7] = [
     "Throttling",
     "ThrottlingException",
     "ThrottledException",

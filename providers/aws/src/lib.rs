@@ -72,7 +72,7 @@ impl AwsCloud {
         let region = discovery::region(&config).await.map_err(StartupError::Discovery)?;
         let sdk = clients::sdk_config(&config, &region).await;
         let calls = Arc::new(calls::Calls::default());
-        let ec2 = ec2::Ec2::new(clients::ec2(&sdk, &config, &region), calls.clone());
+        let ec2 = ec2::Ec2::new(clients::ec2(&sdk, &config, &region, &calls), calls.clone());
         let discovered = discovery::discover(&config, &ec2).await.map_err(StartupError::Discovery)?;
         let cache = Arc::new(instance_cache::InstanceCache::new(ec2.clone(), discovered.cluster.clone()));
         // The pattern was checked when the cloud-config was read.
@@ -96,8 +96,8 @@ impl AwsCloud {
         };
         let load_balancers = AwsLoadBalancers::new(
             ec2.clone(),
-            clients::elb(&sdk, &config, &region),
-            clients::elbv2(&sdk, &config, &region),
+            clients::elb(&sdk, &config, &region, &calls),
+            clients::elbv2(&sdk, &config, &region, &calls),
             calls.clone(),
             cache.clone(),
             discovered.cluster.clone(),
