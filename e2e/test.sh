@@ -2,11 +2,14 @@
 # The project's test command (README "Run the tests"): installs what the tests need from the
 # project's own files, then runs every unit and end-to-end test.
 #
-#   1. builds the kube-apiserver harness (e2e/apiserver; Go's build cache makes a rebuild fast)
-#   2. builds upstream's aws-cloud-controller-manager, the parity tests' oracle (e2e/upstream)
-#   3. creates the moto virtualenv (e2e/moto; skipped when it already holds the pinned versions)
-#   4. cargo test --workspace: unit tests, and e2e tests that start the harness and moto
-#      themselves, one of each per test binary, and stop them when the binary exits
+#   1. in the background: builds the kube-apiserver harness (e2e/apiserver), upstream's
+#      aws-cloud-controller-manager, the parity tests' oracle (e2e/upstream), and kustomize
+#      (Go; the Go build cache makes a rebuild take seconds), and creates the moto virtualenv
+#      (e2e/moto; skipped when it already holds the pinned versions)
+#   2. meanwhile: compiles every test (cargo test --no-run): on a cold machine the Go and the
+#      Rust builds overlap instead of adding up
+#   3. cargo test --workspace: unit tests, and e2e tests that start the harness, moto and the
+#      CCMs themselves, and stop them when the test binary exits
 #
 # Environment: CARGO_TARGET_DIR and MOTO_VENV may point at caches outside the clone.
 # E2E_AWS_ENDPOINT (+ E2E_AWS_FLAVOR=localstack) aims the tests at an emulator already running.
@@ -15,26 +18,52 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "building the kube-apiserver harness"
-start=$SECONDS
-e2e/apiserver/hack/build.sh
-echo "harness ready in $((SECONDS - start)) s"
+logs=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$logs"' EXIT
 
-step "building upstream's aws-cloud-controller-manager (the parity oracle)"
-start=$SECONDS
-e2e/upstream/build.sh
-echo "oracle ready in $((SECONDS - start)) s"
+# Runs "$@" in the background, its output in $logs/<name>.log, and reports how long it took.
+background() {
+  local name=$1
+  shift
+  (
+    start=$SECONDS
+    if "$@" >"$logs/$name.log" 2>&1; then
+      echo "    $name ready in $((SECONDS - start)) s"
+    else
+      echo "    $name FAILED after $((SECONDS - start)) s; its output:"
+      sed 's/^/      /' "$logs/$name.log"
+      exit 1
+    fi
+  ) &
+  pids+=($!)
+}
 
-step "installing kustomize (for the manifest tests)"
-# Pinned (v5.8.0: later ones need Go 1.27); `go install` builds it from the module proxy.
-[ -x e2e/bin/kustomize ] || GOBIN="$PWD/e2e/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.0
+go_tools() {
+  e2e/apiserver/hack/build.sh
+  e2e/upstream/build.sh
+  # Pinned (v5.8.0: later ones need Go 1.27); `go install` builds it from the module proxy.
+  [ -x e2e/bin/kustomize ] || GOBIN="$PWD/e2e/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.0
+}
 
+step "building in the background: the apiserver harness, upstream's CCM (the parity oracle) and kustomize (Go; ~20 min the first time, seconds after), and the moto virtualenv"
+background "go-tools" go_tools
 if [ -z "${E2E_AWS_ENDPOINT:-}" ]; then
-  step "installing the moto AWS emulator"
-  start=$SECONDS
-  e2e/moto/setup.sh
-  echo "moto ready in $((SECONDS - start)) s"
+  background "moto" e2e/moto/setup.sh
 fi
+
+step "compiling the tests (cargo; ~15 min the first time)"
+start=$SECONDS
+cargo test --workspace --locked --no-run "$@" 2>&1 | grep -v '^\s*Executable ' || { echo "cargo build failed"; exit 1; }
+echo "compiled in $((SECONDS - start)) s"
+
+step "waiting for the background builds"
+failed=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || failed=1
+done
+pids=()
+[ "$failed" = 0 ] || { echo "a background build failed (above)"; exit 1; }
 
 step "cargo test --workspace"
 cargo test --workspace --locked "$@"

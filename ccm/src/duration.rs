@@ -30,7 +30,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += value * seconds;
         rest = next;
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is too long a duration"))
 }
 
 #[cfg(test)]

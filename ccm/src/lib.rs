@@ -96,23 +96,31 @@ pub async fn run<P: CloudProvider>(
 
     let shared = Shared { client, metrics: metrics.clone(), instance };
     let controllers = CancellationToken::new();
+    let failed = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    start_controllers(&config, &shared, &cloud, &controllers, &health, &mut tasks);
+    start_controllers(&config, &shared, &cloud, &controllers, &failed, &health, &mut tasks);
 
     let outcome = match elector.as_mut() {
         Some(elector) => tokio::select! {
             lost = elector.hold() => Err(anyhow::Error::new(lost)),
+            () = failed.cancelled() => Err(anyhow::anyhow!("a controller failed (see above); exiting so that another replica takes over")),
             () = stop.cancelled() => Ok(Exit::Stopped),
         },
-        None => {
-            stop.cancelled().await;
-            Ok(Exit::Stopped)
-        }
+        None => tokio::select! {
+            () = failed.cancelled() => Err(anyhow::anyhow!("a controller failed (see above); exiting to be restarted")),
+            () = stop.cancelled() => Ok(Exit::Stopped),
+        },
     };
     if outcome.is_err() {
-        // A former leader must stop writing at once; the caller exits.
+        // A former leader (or a broken one) must stop writing at once; the caller exits.
         metrics.leader.set(0);
         tasks.abort_all();
+        // Broken but still the leader: hand the Lease over now rather than after it expires.
+        if failed.is_cancelled()
+            && let Some(elector) = elector.as_mut()
+        {
+            elector.release().await;
+        }
         return outcome;
     }
     tracing::info!("shutting down");
@@ -128,25 +136,39 @@ pub async fn run<P: CloudProvider>(
     outcome
 }
 
+/// Starts each enabled controller as a task. A controller that panics (a bug in a reconcile)
+/// or stops while the process runs marks itself unhealthy on `/healthz` and cancels `failed`:
+/// the process then exits, handing the Lease over, instead of running on without it.
 fn start_controllers<P: CloudProvider>(
     config: &Config,
     shared: &Shared,
     cloud: &Arc<P>,
     stop: &CancellationToken,
+    failed: &CancellationToken,
     health: &Arc<Health>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
+    use futures::FutureExt;
     let mut spawn = |name: &'static str, task: futures::future::BoxFuture<'static, ()>| {
         tracing::info!(controller = name, "starting");
         health.set_controller(name, true);
-        let health = health.clone();
-        let stop = stop.clone();
+        let (health, stop, failed) = (health.clone(), stop.clone(), failed.clone());
         tasks.spawn(async move {
-            task.await;
-            if !stop.is_cancelled() {
+            let result = std::panic::AssertUnwindSafe(task).catch_unwind().await;
+            if let Err(panic) = &result {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(controller = name, panic = %what, "panicked");
+            } else if !stop.is_cancelled() {
                 tracing::error!(controller = name, "stopped unexpectedly");
-                health.set_controller(name, false);
+            } else {
+                return;
             }
+            health.set_controller(name, false);
+            failed.cancel();
         });
     };
     let sets = config.controllers;

@@ -9,6 +9,8 @@
 //! StoppedInstances = node-c           ; Nodes whose instance is stopped
 //! StrictInstances = false             ; true: only listed/added instances exist
 //! Routes = true                       ; offer the routes capability
+//! PanicOnNode = node-x                ; asking about this Node's instance panics (a bug)...
+//! PanicOnceFile = /tmp/panicked       ; ...once: only while this file does not exist yet
 //! ```
 //!
 //! Unknown keys and bad values are errors, reported all at once.
@@ -22,6 +24,11 @@ pub struct FakeConfig {
     pub stopped_instances: Vec<String>,
     pub strict_instances: bool,
     pub routes: bool,
+    /// Asking about this Node's instance panics, to test what a bug in a reconcile does.
+    pub panic_on_node: Option<String>,
+    /// With `panic_on_node`: panic only when this file does not exist, and create it, so of
+    /// several processes only the first panics.
+    pub panic_once_file: Option<std::path::PathBuf>,
 }
 
 impl Default for FakeConfig {
@@ -34,6 +41,8 @@ impl Default for FakeConfig {
             stopped_instances: Vec::new(),
             strict_instances: false,
             routes: true,
+            panic_on_node: None,
+            panic_once_file: None,
         }
     }
 }
@@ -72,6 +81,8 @@ impl FakeConfig {
                 "stoppedinstances" => config.stopped_instances = list(),
                 "strictinstances" => flag(&mut config.strict_instances),
                 "routes" => flag(&mut config.routes),
+                "paniconnode" => config.panic_on_node = Some(value.into()),
+                "paniconcefile" => config.panic_once_file = Some(value.into()),
                 _ => problems.push(format!("line {}: unknown key {key:?}", n + 1)),
             }
         }

@@ -270,6 +270,12 @@ impl Instances for FakeCloud {
 
     async fn instance_metadata(&self, node: &NodeInfo) -> Result<InstanceMetadata, CloudError> {
         self.enter(Method::InstanceMetadata, &node.name).await?;
+        if self.config.panic_on_node.as_deref() == Some(node.name.as_str()) {
+            let first = self.config.panic_once_file.as_ref().is_none_or(|f| std::fs::File::create_new(f).is_ok());
+            if first {
+                panic!("fake cloud: the injected panic for Node {}", node.name);
+            }
+        }
         let instance = self
             .instance_for(node)
             .filter(|i| i.state != InstanceState::Terminated)
