@@ -8,7 +8,12 @@
 //!   change* (as client-go does, so clock skew between machines does not matter).
 //! - The leader renews every `retry_period`; if it cannot renew for `renew_deadline`, it has
 //!   lost the Lease, and the process exits (upstream behaviour: a former leader must not keep
-//!   writing).
+//!   writing). Each renewal is bounded by what is left of the renew deadline, so a stalled
+//!   apiserver connection cannot hold it up.
+//! - Fencing: the provider's [`Fence`] is open only until the moment the last successful renewal
+//!   was *sent* plus the renew deadline. A standby cannot take the Lease before it has seen that
+//!   renewal unchanged for the lease duration (longer), so mutating cloud calls stop before a
+//!   successor can start, even while this process still waits on its apiserver.
 //! - On a graceful shutdown the leader releases the Lease, so the next one takes over at once.
 
 use std::time::{Duration, Instant};
@@ -17,6 +22,8 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
+
+use cloud_provider::Fence;
 
 use crate::events::Events;
 use crate::options::LeaderElection as Settings;
@@ -27,6 +34,9 @@ pub struct LeaderElector {
     identity: String,
     events: Events,
     observed: Option<(LeaseSpec, Instant)>,
+    fence: Option<Fence>,
+    /// When the last successful acquire or renewal was sent.
+    last_renewed: Option<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +58,55 @@ fn jittered(d: Duration) -> Duration {
 impl LeaderElector {
     pub fn new(client: kube::Client, settings: Settings, identity: String) -> Self {
         let events = Events::new(client.clone(), "cloud-controller-manager", &identity);
-        Self { api: Api::namespaced(client, &settings.namespace), settings, identity, events, observed: None }
+        Self {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+            identity,
+            events,
+            observed: None,
+            fence: None,
+            last_renewed: None,
+        }
+    }
+
+    /// Moves `fence` with this process's leadership: closed now, open after each renewal until
+    /// the renewal's send time plus the renew deadline, closed when the Lease is lost or given up.
+    pub fn with_fence(mut self, fence: Option<Fence>) -> Self {
+        if let Some(fence) = &fence {
+            fence.close();
+        }
+        self.fence = fence;
+        self
+    }
+
+    /// Closes the fence: no more cloud writes from this process.
+    pub fn fence_off(&self) {
+        if let Some(fence) = &self.fence {
+            fence.close();
+        }
+    }
+
+    /// One acquire-or-renew, bounded by `limit`; on success, the fence opens until the
+    /// attempt's start plus the renew deadline. Returns the start when it succeeded.
+    async fn attempt(&mut self, limit: Duration) -> Option<Instant> {
+        let sent = Instant::now();
+        match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
+            Ok(Ok(true)) => {
+                if let Some(fence) = &self.fence {
+                    fence.open_until(sent + self.settings.renew_deadline);
+                }
+                Some(sent)
+            }
+            Ok(Ok(false)) => None,
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "acquiring or renewing the leader Lease");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(?limit, "acquiring or renewing the leader Lease: no answer in time");
+                None
+            }
+        }
     }
 
     pub fn identity(&self) -> &str {
@@ -58,33 +116,31 @@ impl LeaderElector {
     /// Waits until this process holds the Lease.
     pub async fn acquire(&mut self) {
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => {
-                    tracing::info!(identity = %self.identity, lease = %self.settings.name, "became leader");
-                    if let Ok(lease) = self.api.get(&self.settings.name).await {
-                        let note = format!("{} became leader", self.identity);
-                        self.events.normal(&lease.object_ref(&()), "LeaderElection", note).await;
-                    }
-                    return;
+            if let Some(sent) = self.attempt(self.settings.renew_deadline).await {
+                self.last_renewed = Some(sent);
+                tracing::info!(identity = %self.identity, lease = %self.settings.name, "became leader");
+                if let Ok(lease) = self.api.get(&self.settings.name).await {
+                    let note = format!("{} became leader", self.identity);
+                    self.events.normal(&lease.object_ref(&()), "LeaderElection", note).await;
                 }
-                Ok(false) => {}
-                Err(err) => tracing::warn!(%err, "acquiring the leader Lease"),
+                return;
             }
             tokio::time::sleep(jittered(self.settings.retry_period)).await;
         }
     }
 
-    /// Renews the Lease until renewal fails for longer than the renew deadline.
+    /// Renews the Lease until renewal fails for longer than the renew deadline. Each attempt
+    /// gets only what is left of the deadline.
     pub async fn hold(&mut self) -> LostLease {
-        let mut last_renewed = Instant::now();
+        let mut last_renewed = self.last_renewed.unwrap_or_else(Instant::now);
         loop {
             tokio::time::sleep(self.settings.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = Instant::now(),
-                Ok(false) => tracing::warn!("the leader Lease is held by someone else"),
-                Err(err) => tracing::warn!(%err, "renewing the leader Lease"),
+            let left = self.settings.renew_deadline.saturating_sub(last_renewed.elapsed());
+            if let Some(sent) = self.attempt(left).await {
+                last_renewed = sent;
             }
-            if last_renewed.elapsed() > self.settings.renew_deadline {
+            if last_renewed.elapsed() >= self.settings.renew_deadline {
+                self.fence_off();
                 return LostLease {
                     namespace: self.settings.namespace.clone(),
                     name: self.settings.name.clone(),
@@ -96,6 +152,7 @@ impl LeaderElector {
 
     /// Gives the Lease up (graceful shutdown), so a successor need not wait for it to expire.
     pub async fn release(&mut self) {
+        self.fence_off();
         let Ok(mut lease) = self.api.get(&self.settings.name).await else { return };
         let spec = lease.spec.get_or_insert_with(Default::default);
         if spec.holder_identity.as_deref() != Some(&self.identity) {

@@ -78,10 +78,9 @@ pub async fn run<P: CloudProvider>(
     health: Arc<Health>,
     stop: CancellationToken,
 ) -> Result<Exit> {
-    let mut elector = config
-        .leader_election
-        .clone()
-        .map(|settings| LeaderElector::new(client.clone(), settings, leader_election::identity()));
+    let mut elector = config.leader_election.clone().map(|settings| {
+        LeaderElector::new(client.clone(), settings, leader_election::identity()).with_fence(cloud.fence().cloned())
+    });
     let instance = elector.as_ref().map_or_else(leader_election::identity, |e| e.identity().to_string());
     health.set_ready();
 
@@ -113,6 +112,9 @@ pub async fn run<P: CloudProvider>(
     };
     if outcome.is_err() {
         // A former leader (or a broken one) must stop writing at once; the caller exits.
+        if let Some(elector) = elector.as_ref() {
+            elector.fence_off();
+        }
         metrics.leader.set(0);
         tasks.abort_all();
         // Broken but still the leader: hand the Lease over now rather than after it expires.

@@ -398,22 +398,12 @@ async fn twenty_four_annotation_combinations_against_aws_state() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(2)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     let label = serde_json::json!({"metadata": {"labels": {"pool": "edge"}}});
     Api::<Node>::all(client.clone()).patch(&names[1], &PatchParams::default(), &Patch::Merge(&label)).await?;
-    // A group of the user's own, for extra-security-groups / security-groups.
-    let extra_group = cluster
-        .direct
-        .ec2
-        .create_security_group()
-        .group_name(format!("{}-mine", cluster.id))
-        .description("user's")
-        .vpc_id(&vpc.vpc_id)
-        .send()
-        .await?
-        .group_id()
-        .unwrap()
-        .to_string();
+    // The brownfield's user group tagged `owned` for the cluster, for extra-security-groups
+    // on one Service and security-groups on another: neither may change or delete it.
+    let extra_group = vpc.brownfield.as_ref().context("the seed's brownfield")?.user_groups["owned"].clone();
     let subnet = vpc.subnets.iter().find(|s| s.public).unwrap().id.clone();
     let ccm = start(
         &cluster,
@@ -488,6 +478,5 @@ async fn twenty_four_annotation_combinations_against_aws_state() -> Result<()> {
     if !failures.is_empty() {
         bail!("{} of {} combinations wrong:\n{}", failures.len(), all.len(), failures.join("\n"));
     }
-    cluster.direct.ec2.delete_security_group().group_id(&extra_group).send().await?;
     cluster.assert_nothing_left().await
 }

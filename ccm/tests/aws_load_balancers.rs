@@ -70,7 +70,7 @@ async fn ground_prepared(
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(instances)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     let extra_config = prepare(&cluster, &vpc).await?;
     let config = format!("{}{extra_config}", off_aws_config(&cluster, &vpc));
     let ccm =
@@ -432,7 +432,7 @@ async fn an_upstream_classic_elb_is_adopted_untouched() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(2)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let svc = services.create(&PostParams::default(), &service("legacy", &[], &[(80, "TCP")])).await?;
     let lb_name = Ground::uid_name(&svc);
@@ -716,33 +716,6 @@ async fn a_loose_type_value_never_replaces_an_existing_load_balancer() -> Result
     g.delete_and_check("kept").await
 }
 
-/// A security group in the cluster's VPC, made by the user (tagged as the user says).
-async fn user_group(cluster: &TestCluster, vpc: &SeededVpc, name: &str, tags: &[(&str, &str)]) -> Result<String> {
-    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    let name_tag = format!("{}-{name}", cluster.id);
-    let spec = TagSpecification::builder()
-        .resource_type(ResourceType::SecurityGroup)
-        .tags(Tag::builder().key("Name").value(&name_tag).build())
-        .set_tags(Some(
-            std::iter::once(("Name", name_tag.as_str()))
-                .chain(tags.iter().copied())
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ))
-        .build();
-    let out = cluster
-        .direct
-        .ec2
-        .create_security_group()
-        .group_name(format!("{}-{name}", cluster.id))
-        .description("the user's")
-        .vpc_id(&vpc.vpc_id)
-        .tag_specifications(spec)
-        .send()
-        .await?;
-    Ok(out.group_id().unwrap_or_default().to_string())
-}
-
 /// Ingress rules of a group: (protocol, from port, source group or CIDR).
 async fn ingress_of(cluster: &TestCluster, group: &str) -> Result<Vec<(String, i32, String)>> {
     let out = cluster.direct.ec2.describe_security_groups().group_ids(group).send().await?;
@@ -760,40 +733,36 @@ async fn ingress_of(cluster: &TestCluster, group: &str) -> Result<Vec<(String, i
     Ok(rules)
 }
 
-/// The user's group given through `extra-security-groups`, even tagged `owned` for the cluster,
-/// and a rule in a third group that references it: deleting the Service deletes neither (the
-/// upstream behaviour, and the rule: only what this controller made goes).
+/// The brownfield's user groups given through `extra-security-groups` (tagged `owned` for the
+/// cluster, as kops and EKS tag their groups) and `security-groups` (untagged), with a third
+/// group whose rules reference them: deleting the Services deletes neither group and revokes
+/// none of those rules (the upstream behaviour, and the rule: only what this controller made
+/// goes). `assert_nothing_left` compares the whole brownfield with its snapshot.
 #[tokio::test]
 async fn deletion_never_touches_the_users_groups_or_rules() -> Result<()> {
     let g = ground("users-groups", 1, "").await?;
-    let key = g.cluster.cluster_tag_key();
-    let mine = user_group(&g.cluster, &g.vpc, "mine", &[(key.as_str(), "owned")]).await?;
-    let third = user_group(&g.cluster, &g.vpc, "third", &[]).await?;
-    let rule = aws_sdk_ec2::types::IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(5432)
-        .to_port(5432)
-        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&mine).build())
-        .build();
-    g.cluster.direct.ec2.authorize_security_group_ingress().group_id(&third).ip_permissions(rule).send().await?;
-    let extra = ("service.beta.kubernetes.io/aws-load-balancer-extra-security-groups", mine.as_str());
+    let b = g.vpc.brownfield.clone().context("the seed's brownfield")?;
+    let (owned, plain) = (b.user_groups["owned"].clone(), b.user_groups["plain"].clone());
+    let extra = ("service.beta.kubernetes.io/aws-load-balancer-extra-security-groups", owned.as_str());
+    let replace = ("service.beta.kubernetes.io/aws-load-balancer-security-groups", plain.as_str());
     g.services().create(&PostParams::default(), &service("extra", &[extra], &[(80, "TCP")])).await?;
+    g.services().create(&PostParams::default(), &service("replace", &[replace], &[(81, "TCP")])).await?;
     g.hostname("extra").await?;
+    g.hostname("replace").await?;
+    let third_before = ingress_of(&g.cluster, &b.third_group).await?;
+    assert!(third_before.iter().any(|(_, _, source)| source == &owned), "the fixture's rule: {third_before:?}");
     let services = g.services();
-    services.delete("extra", &DeleteParams::default()).await?;
-    eventually("the Service gone", WAIT, || async { Ok(services.get_opt("extra").await?.is_none().then_some(())) })
-        .await
-        .with_context(|| g.ccm.log_tail())?;
-    let still = g.cluster.direct.ec2.describe_security_groups().group_ids(&mine).send().await?;
-    assert_eq!(still.security_groups().len(), 1, "the user's group was deleted");
-    assert_eq!(
-        ingress_of(&g.cluster, &third).await?,
-        [("tcp".to_string(), 5432, mine.clone())],
-        "the third group's rule"
-    );
-    for group in [&third, &mine] {
-        g.cluster.direct.ec2.delete_security_group().group_id(group).send().await?;
+    for name in ["extra", "replace"] {
+        services.delete(name, &DeleteParams::default()).await?;
     }
+    eventually("the Services gone", WAIT, || async {
+        Ok((services.get_opt("extra").await?.is_none() && services.get_opt("replace").await?.is_none()).then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail())?;
+    let still = g.cluster.direct.ec2.describe_security_groups().group_ids(&owned).group_ids(&plain).send().await?;
+    assert_eq!(still.security_groups().len(), 2, "a user's group was deleted");
+    assert_eq!(ingress_of(&g.cluster, &b.third_group).await?, third_before, "the third group's rules");
     g.cluster.assert_nothing_left().await
 }
 
@@ -803,9 +772,10 @@ async fn deletion_never_touches_the_users_groups_or_rules() -> Result<()> {
 async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_it() -> Result<()> {
     let shared = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let keep = shared.clone();
-    let g = ground_prepared("shared-sg", 1, move |cluster, vpc| {
+    let g = ground_prepared("shared-sg", 1, move |_, vpc| {
         Box::pin(async move {
-            let id = user_group(cluster, vpc, "shared-elb", &[]).await?;
+            // The brownfield's group meant for several Services (tagged `owned`).
+            let id = vpc.brownfield.as_ref().context("the seed's brownfield")?.user_groups["shared"].clone();
             *keep.lock().unwrap() = id.clone();
             Ok(format!("ElbSecurityGroup = {id}\n"))
         })
@@ -828,6 +798,138 @@ async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_
     services.delete("second", &DeleteParams::default()).await?;
     eventually("second gone", WAIT, || async { Ok(services.get_opt("second").await?.is_none().then_some(())) }).await?;
     assert!(!ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared), "left behind");
-    g.cluster.direct.ec2.delete_security_group().group_id(&shared).send().await?;
     g.cluster.assert_nothing_left().await
+}
+
+/// Fencing: a leader whose apiserver connection stalls (a TCP relay between them stops moving
+/// bytes, so its requests neither answer nor fail) stops changing AWS before the standby can
+/// take the Lease over, although its Lease renewal is still hanging. Its AWS calls are slowed
+/// so that it is in the middle of making load balancers when the stall begins; the proxy in
+/// front of it records when each call arrived, and none that changes anything may arrive
+/// after the new leader's `acquireTime`. Then the old leader exits, and the new one finishes
+/// the load balancers.
+#[tokio::test]
+async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Result<()> {
+    use ccm_e2e::{AwsProxy, ControlPlane, TcpProxy};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use std::time::SystemTime;
+
+    let _serial = support::serial().await;
+    let cluster = TestCluster::new("fencing").await?;
+    let client = cluster.kube().await?;
+    support::clean_cluster(&client).await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let _ = leases.delete("cloud-controller-manager", &DeleteParams::default()).await;
+    let vpc = cluster.seed(SeedOptions::default().with_instances(2)).await?;
+    let names = register(&cluster, &client, &vpc).await?;
+    let plane = ControlPlane::shared();
+    let relay = TcpProxy::start(&plane.server_address()?).await?;
+    let through =
+        plane.kubeconfig_through(&relay, &std::env::temp_dir().join(format!("{}-relay.kubeconfig", cluster.id)))?;
+    let standby_aws = AwsProxy::start(cluster.emulator.endpoint()).await?;
+    let config = off_aws_config(&cluster, &vpc);
+    let flags = [
+        "--controllers=service,cloud-node",
+        "--leader-elect-lease-duration=6s",
+        "--leader-elect-renew-deadline=4s",
+        "--leader-elect-retry-period=1s",
+    ];
+    let holder =
+        || async { Ok::<_, anyhow::Error>(leases.get_opt("cloud-controller-manager").await?.and_then(|l| l.spec)) };
+
+    let mut old = support::aws::start_candidate(&cluster, &config, cluster.proxy.endpoint(), &through, &flags)?;
+    let old_identity = eventually("a leader", WAIT, || async { Ok(holder().await?.and_then(|s| s.holder_identity)) })
+        .await
+        .with_context(|| old.log_tail())?;
+    wait_all_initialized(&client, &names, &old).await?;
+    let new =
+        support::aws::start_candidate(&cluster, &config, standby_aws.endpoint(), plane.kubeconfig_path(), &flags)?;
+
+    // Every AWS call of the leader now takes a second: 8 Classic ELBs keep it busy for a while.
+    cluster.proxy.inject(FaultRule::latency(Duration::from_secs(1)));
+    let services = Api::<Service>::namespaced(client.clone(), "default");
+    let count = 8;
+    for i in 0..count {
+        services.create(&PostParams::default(), &service(&format!("fenced-{i}"), &[], &[(80, "TCP")])).await?;
+    }
+    eventually("the leader at work on every Service", WAIT, || async {
+        let list = services.list(&Default::default()).await?;
+        let started = list
+            .items
+            .iter()
+            .filter(|s| {
+                s.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f.contains("load-balancer-cleanup")))
+            })
+            .count();
+        let writing = cluster.proxy.calls().iter().any(|c| c.call.is_mutating());
+        Ok((started == count && writing).then_some(()))
+    })
+    .await
+    .with_context(|| old.log_tail())?;
+
+    let stalled_at = SystemTime::now();
+    relay.stall();
+    let acquired = eventually("the standby holding the Lease", Duration::from_secs(60), || async {
+        let spec = holder().await?;
+        Ok(spec
+            .filter(|s| s.holder_identity.as_deref().is_some_and(|h| h != old_identity))
+            .and_then(|s| s.acquire_time))
+    })
+    .await
+    .with_context(|| new.log_tail())?;
+    let acquired = SystemTime::from(acquired.0);
+    // Give a late write from the old leader every chance to show before judging.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes: Vec<SystemTime> = cluster.proxy.calls().iter().filter(|c| c.call.is_mutating()).map(|c| c.at).collect();
+    let after_stall = writes.iter().filter(|at| **at > stalled_at).count();
+    let last = writes.iter().max().copied().context("the old leader made no write at all")?;
+    assert!(after_stall > 0, "the old leader had stopped writing before the stall: the test proves nothing");
+    assert!(
+        last < acquired,
+        "the old leader wrote to AWS {:?} after the new leader took the Lease",
+        last.duration_since(acquired).unwrap_or_default()
+    );
+    let gap = acquired.duration_since(last).unwrap_or_default();
+    let stall_to_last = last.duration_since(stalled_at).unwrap_or_default();
+    eprintln!(
+        "fencing: stall → old leader's last write {stall_to_last:?} ({after_stall} writes after the stall); \
+         last write → new leader's acquireTime {gap:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while old.child.try_wait()?.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the old leader did not exit:\n{}", old.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(std::fs::read_to_string(&old.log)?.contains("lost the leader Lease"), "{}", old.log_tail());
+
+    // The new leader finishes the load balancers, then removes them.
+    cluster.proxy.clear_faults();
+    for i in 0..count {
+        let name = format!("fenced-{i}");
+        eventually("a hostname from the new leader", WAIT, || async {
+            let svc = services.get(&name).await?;
+            Ok(svc
+                .status
+                .and_then(|s| s.load_balancer)
+                .and_then(|l| l.ingress)
+                .and_then(|i| i.first()?.hostname.clone()))
+        })
+        .await
+        .with_context(|| new.log_tail())?;
+        services.delete(&name, &DeleteParams::default()).await?;
+    }
+    eventually("every Service gone", WAIT, || async {
+        Ok(services
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .all(|s| s.metadata.name.as_deref() == Some("kubernetes"))
+            .then_some(()))
+    })
+    .await
+    .with_context(|| new.log_tail())?;
+    drop(new);
+    drop(relay);
+    cluster.assert_nothing_left().await
 }

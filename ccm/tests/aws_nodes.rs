@@ -22,43 +22,12 @@ async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(3)).await?;
-    let names = register(&client, &vpc).await?;
-    // A route someone else made, outside the cluster CIDR: must survive.
-    cluster
-        .direct
-        .ec2
-        .create_route()
-        .route_table_id(&vpc.cluster_route_table_id)
-        .destination_cidr_block("192.168.0.0/16")
-        .gateway_id(&vpc.internet_gateway_id)
-        .send()
-        .await?;
-    // A NAT instance someone else runs (no cluster tag), with a route *inside* the cluster CIDR:
-    // not a Node's, not the cluster's, so never touched either.
-    let nat = cluster
-        .direct
-        .ec2
-        .run_instances()
-        .image_id("ami-0e2e0000000000001")
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(&vpc.subnets[0].id)
-        .send()
-        .await?
-        .instances()[0]
-        .instance_id()
-        .unwrap_or_default()
-        .to_string();
-    cluster
-        .direct
-        .ec2
-        .create_route()
-        .route_table_id(&vpc.cluster_route_table_id)
-        .destination_cidr_block("10.244.250.0/24")
-        .instance_id(&nat)
-        .send()
-        .await?;
+    let names = register(&cluster, &client, &vpc).await?;
+    // The brownfield's NAT-instance and peering routes, inside the cluster CIDR and outside,
+    // and its NotReady Nodes of other providers: all must survive what follows (checked by
+    // assert_nothing_left at the end).
+    let brownfield = vpc.brownfield.clone().context("the seed's brownfield")?;
+    assert!(brownfield.routes.iter().any(|(cidr, _)| cidr == ccm_e2e::brownfield::NAT_INSIDE));
     let imds = ImdsStub::start(vpc.identity_of(&vpc.instances[0])).await?;
     let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), Some(&imds), &[])?;
     wait_all_initialized(&client, &names, &ccm).await?;
@@ -145,26 +114,16 @@ async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
     .await
     .with_context(|| ccm.log_tail())?;
 
-    // Tear down: Nodes go, their routes with them; the foreign route stays.
-    support::clean_cluster(&client).await?;
+    // Tear down: Nodes go, their routes with them; the foreign routes and Nodes stay.
+    support::clean_cluster_but_foreign_nodes(&client).await?;
+    let foreign: Vec<&str> = brownfield.routes.iter().map(|(cidr, _)| cidr.as_str()).collect();
     eventually("all cluster routes removed", WAIT, || async {
         let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
-        Ok((!routes_to(table).iter().any(|(cidr, _)| cidr.starts_with("10.244.") && cidr != "10.244.250.0/24"))
+        Ok((!routes_to(table).iter().any(|(cidr, _)| cidr.starts_with("10.244.") && !foreign.contains(&cidr.as_str())))
             .then_some(()))
     })
     .await?;
-    let table = ec2.describe_route_tables().route_table_ids(&vpc.cluster_route_table_id).send().await?;
-    let left = routes_to(table);
-    assert!(
-        left.contains(&("192.168.0.0/16".into(), vpc.internet_gateway_id.clone())),
-        "outside the cluster CIDR: untouched"
-    );
-    assert!(left.contains(&("10.244.250.0/24".into(), nat.clone())), "the NAT instance's route: untouched");
     drop(ccm);
-    for cidr in ["192.168.0.0/16", "10.244.250.0/24"] {
-        ec2.delete_route().route_table_id(&vpc.cluster_route_table_id).destination_cidr_block(cidr).send().await?;
-    }
-    ec2.terminate_instances().instance_ids(&nat).send().await?;
     cluster.assert_nothing_left().await
 }
 
@@ -175,7 +134,7 @@ async fn discovery_through_imds_on_a_cluster_instance() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(2)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     // The CCM runs on the first instance: region, VPC and cluster ID all come from there.
     let imds = ImdsStub::start(vpc.identity_of(&vpc.instances[0])).await?;
     let ccm = start(&cluster, "", Some(&imds), &["--configure-cloud-routes=false"])?;
@@ -183,7 +142,7 @@ async fn discovery_through_imds_on_a_cluster_instance() -> Result<()> {
     assert!(imds.tokens_issued() >= 1, "IMDSv2: a session token first");
     assert!(imds.reads() >= 2, "region and instance ID from IMDS");
     assert!(ccm.log_tail().contains(&cluster.id) || std::fs::read_to_string(&ccm.log)?.contains(&cluster.id));
-    support::clean_cluster(&client).await?;
+    support::clean_cluster_but_foreign_nodes(&client).await?;
     drop(ccm);
     cluster.assert_nothing_left().await
 }
@@ -225,7 +184,7 @@ async fn throttling_on_a_third_of_calls_still_converges() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(6)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     // The first two DescribeInstances are throttled for certain (so the test cannot pass
     // without meeting a throttle), then 30 % of all EC2 calls at random.
     cluster.proxy.inject(FaultRule::throttle().on_action("DescribeInstances").times(2));
@@ -255,7 +214,7 @@ async fn throttling_on_a_third_of_calls_still_converges() -> Result<()> {
     let counted = sum("cloudprovider_aws_api_throttled_requests_total{");
     assert_eq!(counted as usize, injected, "throttled attempts counted vs injected:\n{metrics}");
     assert!(sum("cloudprovider_aws_api_throttle_delay_seconds_total") > 0.0, "no slow-down applied:\n{metrics}");
-    support::clean_cluster(&client).await?;
+    support::clean_cluster_but_foreign_nodes(&client).await?;
     drop(ccm);
     cluster.assert_nothing_left().await
 }
@@ -267,14 +226,14 @@ async fn a_hundred_nodes_joining_cost_at_most_five_describe_instances() -> Resul
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(100)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     let ccm = start(&cluster, &off_aws_config(&cluster, &vpc), None, &["--configure-cloud-routes=false"])?;
     wait_all_initialized(&client, &names, &ccm).await?;
     let describes = cluster.proxy.count(Service::Ec2, "DescribeInstances");
     eprintln!("100 Nodes initialized with {describes} DescribeInstances; all calls: {:?}", cluster.proxy.summary());
     assert!(describes <= 5, "{describes} DescribeInstances for 100 Nodes");
     assert!(cluster.proxy.mutating_calls().is_empty(), "initializing Nodes changes nothing in AWS");
-    support::clean_cluster(&client).await?;
+    support::clean_cluster_but_foreign_nodes(&client).await?;
     drop(ccm);
     cluster.assert_nothing_left().await
 }
@@ -288,7 +247,7 @@ async fn role_arn_is_assumed_with_upstreams_source_headers() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     let role = "arn:aws:iam::123456789012:role/cloud-controller-manager";
     let source = "arn:aws:eks:us-east-1:123456789012:cluster/parity";
     let config = format!("{}RoleARN = {role}\nSourceARN = {source}\n", off_aws_config(&cluster, &vpc));
@@ -324,7 +283,7 @@ async fn service_override_signing_name_and_region() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     let config = format!(
         "{}[ServiceOverride \"ec2\"]\nService = EC2\nRegion = {}\nURL = {}\nSigningRegion = eu-west-1\nSigningName = custom-ec2\n",
         off_aws_config(&cluster, &vpc),
@@ -359,7 +318,7 @@ async fn network_topology_labels() -> Result<()> {
     let client = cluster.kube().await?;
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
-    let names = register(&client, &vpc).await?;
+    let names = register(&cluster, &client, &vpc).await?;
     let instance = &vpc.instances[0];
     cluster.proxy.inject(
         ccm_e2e::FaultRule::respond(format!(

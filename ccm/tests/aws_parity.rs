@@ -262,12 +262,13 @@ fn render(r: &Report, stale: &[&Allowance]) -> String {
     let _ =
         writeln!(out, "| mutating calls, upstream restarting on its own (baseline) | {} |", r.upstream_restart.len());
     let _ = writeln!(out, "| upstream's calls on ours beyond the baseline | {} |", r.beyond_baseline.len());
+    // Failures first: CI shows the head and the tail of a long output.
     for (title, list) in [
+        ("batch failures", &r.failures),
+        ("beyond the baseline", &r.beyond_baseline),
         ("ours taking over upstream's", &r.ours_over_upstream),
         ("upstream taking over ours", &r.upstream_over_ours),
         ("upstream restarting (baseline)", &r.upstream_restart),
-        ("beyond the baseline", &r.beyond_baseline),
-        ("batch failures", &r.failures),
     ] {
         if !list.is_empty() {
             let _ = writeln!(

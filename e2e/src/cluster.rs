@@ -1,12 +1,13 @@
 //! One test's slice of the test ground.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::aws_emulator::AwsEmulator;
+use crate::brownfield::{self, Brownfield};
 use crate::control_plane::ControlPlane;
 use crate::nodes::NodeRegistration;
 use crate::proxy::AwsProxy;
@@ -27,11 +28,26 @@ pub struct TestCluster {
     pub aws: AwsClients,
     /// Straight to the emulator.
     pub direct: AwsClients,
-    /// Security groups the seed made; everything else cluster-tagged is the code under test's.
-    seeded_groups: Mutex<BTreeSet<String>>,
-    /// Route tables the seed made with the cluster tag, and their seeded routes.
-    seeded_route_tables: Mutex<BTreeSet<String>>,
+    /// Security groups the seed made, with their ingress rules then ([`brownfield::rule_lines`]);
+    /// every other cluster-tagged group, and every other rule on these, is the code under test's.
+    seeded_groups: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Route tables the seed made with the cluster tag, with the destinations routed then.
+    seeded_route_tables: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// What the brownfield fixture looked like right after the seed.
+    brownfield: Mutex<Option<BrownfieldRecord>>,
+    /// Foreign Nodes registered by [`TestCluster::register_foreign_nodes`]: name → providerID.
+    foreign_nodes: Mutex<BTreeMap<String, String>>,
 }
+
+struct BrownfieldRecord {
+    fixture: Brownfield,
+    node_group: String,
+    route_table: String,
+    snapshot: String,
+}
+
+/// The label on the foreign Nodes a test registers (see [`TestCluster::register_foreign_nodes`]).
+pub const FOREIGN_NODE_LABEL: &str = "e2e.ccm/foreign";
 
 impl TestCluster {
     /// `name` goes into the cluster ID, which tests and resource names use to stay apart.
@@ -50,6 +66,8 @@ impl TestCluster {
             proxy,
             seeded_groups: Mutex::default(),
             seeded_route_tables: Mutex::default(),
+            brownfield: Mutex::default(),
+            foreign_nodes: Mutex::default(),
         })
     }
 
@@ -63,12 +81,94 @@ impl TestCluster {
         ControlPlane::shared().client().await
     }
 
-    /// Seeds this cluster's VPC (not counted by the proxy).
+    /// Seeds this cluster's VPC (not counted by the proxy), with the brownfield fixture unless
+    /// `options` say otherwise, and records what is there, so that [`Self::leftovers`] sees
+    /// only what came after and [`Self::assert_brownfield_untouched`] can compare.
     pub async fn seed(&self, options: SeedOptions) -> Result<SeededVpc> {
-        let vpc = SeededVpc::create(&self.direct.ec2, &self.id, &self.region, &options).await?;
-        self.seeded_groups.lock().expect("lock").insert(vpc.node_security_group_id.clone());
-        self.seeded_route_tables.lock().expect("lock").insert(vpc.cluster_route_table_id.clone());
+        let ec2 = &self.direct.ec2;
+        let vpc = SeededVpc::create(ec2, &self.id, &self.region, &options).await?;
+        let mut groups = vec![vpc.node_security_group_id.clone()];
+        if let Some(b) = &vpc.brownfield {
+            groups.extend(b.groups());
+        }
+        let described = ec2.describe_security_groups().set_group_ids(Some(groups)).send().await?;
+        *self.seeded_groups.lock().expect("lock") = described
+            .security_groups()
+            .iter()
+            .map(|g| (g.group_id().unwrap_or_default().to_string(), brownfield::rule_lines(g.ip_permissions())))
+            .collect();
+        let table = vpc.cluster_route_table_id.clone();
+        let routes = route_destinations(ec2, &table).await?;
+        self.seeded_route_tables.lock().expect("lock").insert(table.clone(), routes);
+        if let Some(fixture) = vpc.brownfield.clone() {
+            let snapshot = brownfield::snapshot(ec2, &fixture, &vpc.node_security_group_id, &table).await?;
+            *self.brownfield.lock().expect("lock") = Some(BrownfieldRecord {
+                fixture,
+                node_group: vpc.node_security_group_id.clone(),
+                route_table: table,
+                snapshot,
+            });
+        }
         Ok(vpc)
+    }
+
+    /// Registers Nodes of other providers, NotReady (a hybrid node, a kind node): the
+    /// cloud-node-lifecycle controller must leave them alone, and
+    /// [`Self::assert_brownfield_untouched`] checks that they are still there, unchanged.
+    pub async fn register_foreign_nodes(&self, client: &kube::Client) -> Result<()> {
+        let foreign = [
+            (format!("{}-hybrid", self.id), format!("eks-hybrid:///{}/{}/{}-hybrid", self.region, self.id, self.id)),
+            (format!("{}-kind", self.id), format!("kind://docker/{}/{}-kind", self.id, self.id)),
+        ];
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+        for (name, provider_id) in foreign {
+            let mut node = NodeRegistration::named(&name).with_provider_id(&provider_id).not_ready().initialized();
+            node.internal_ip = Some("192.0.2.10".into());
+            node.register(client).await?;
+            let label = serde_json::json!({"metadata": {"labels": {FOREIGN_NODE_LABEL: "true"}}});
+            nodes.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&label)).await?;
+            self.foreign_nodes.lock().expect("lock").insert(name, provider_id);
+        }
+        Ok(())
+    }
+
+    /// Fails, naming each difference, if anything the brownfield fixture made (or a foreign
+    /// Node) is not exactly as it was after the seed.
+    pub async fn assert_brownfield_untouched(&self) -> Result<()> {
+        let record = self
+            .brownfield
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|r| (r.fixture.clone(), r.node_group.clone(), r.route_table.clone(), r.snapshot.clone()));
+        if let Some((fixture, node_group, table, before)) = record {
+            let now = brownfield::snapshot(&self.direct.ec2, &fixture, &node_group, &table).await?;
+            if now != before {
+                let diff: Vec<String> = before
+                    .lines()
+                    .zip(now.lines())
+                    .filter(|(a, b)| a != b)
+                    .map(|(a, b)| format!("  was: {a}\n  now: {b}"))
+                    .collect();
+                if diff.is_empty() {
+                    bail!("cluster {} changed the brownfield fixture:\nwas:\n{before}\nnow:\n{now}", self.id);
+                }
+                bail!("cluster {} changed the brownfield fixture:\n{}", self.id, diff.join("\n"));
+            }
+        }
+        let foreign = self.foreign_nodes.lock().expect("lock").clone();
+        if !foreign.is_empty() {
+            let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.kube().await?);
+            for (name, provider_id) in foreign {
+                let node = nodes.get_opt(&name).await?;
+                let now = node.as_ref().and_then(|n| n.spec.as_ref()?.provider_id.clone());
+                ensure!(
+                    now.as_deref() == Some(provider_id.as_str()),
+                    "the foreign Node {name} is gone or changed: {now:?}"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Seeds the VPC and registers a Node for each instance, as kubelets would.
@@ -96,12 +196,14 @@ impl TestCluster {
         let seeded = self.seeded_groups.lock().expect("lock").clone();
         for group in groups.security_groups() {
             let id = group.group_id().unwrap_or_default();
-            if !seeded.contains(id) {
-                out.security_groups.push(format!("{id} ({})", group.group_name().unwrap_or_default()));
-            } else if !group.ip_permissions().is_empty() {
-                // The seed creates node groups without ingress rules: any rule is the CCM's.
-                for rule in group.ip_permissions() {
-                    out.security_group_rules.push(format!("{id}: {rule:?}"));
+            match seeded.get(id) {
+                None => out.security_groups.push(format!("{id} ({})", group.group_name().unwrap_or_default())),
+                Some(before) => {
+                    for rule in brownfield::rule_lines(group.ip_permissions()) {
+                        if !before.contains(&rule) {
+                            out.security_group_rules.push(format!("{id}: {rule}"));
+                        }
+                    }
                 }
             }
         }
@@ -110,19 +212,18 @@ impl TestCluster {
         if !tables.is_empty() {
             let described = ec2
                 .describe_route_tables()
-                .set_route_table_ids(Some(tables.into_iter().collect()))
+                .set_route_table_ids(Some(tables.keys().cloned().collect()))
                 .send()
                 .await
                 .context("DescribeRouteTables")?;
             for table in described.route_tables() {
+                let id = table.route_table_id().unwrap_or_default();
+                let before = tables.get(id).cloned().unwrap_or_default();
                 for route in table.routes() {
-                    if route.gateway_id() != Some("local") {
-                        out.routes.push(format!(
-                            "{}: {} → {:?}",
-                            table.route_table_id().unwrap_or_default(),
-                            route.destination_cidr_block().unwrap_or_default(),
-                            route.instance_id().or(route.gateway_id())
-                        ));
+                    let destination = route.destination_cidr_block().unwrap_or_default();
+                    if route.gateway_id() != Some("local") && !before.contains(destination) {
+                        out.routes
+                            .push(format!("{id}: {destination} → {:?}", route.instance_id().or(route.gateway_id())));
                     }
                 }
             }
@@ -188,11 +289,12 @@ impl TestCluster {
         Ok(())
     }
 
-    /// Fails, listing them, if the cluster still owns anything in AWS the seed did not make.
+    /// Fails, listing them, if the cluster still owns anything in AWS the seed did not make,
+    /// or if anything the seed made as brownfield changed ([`Self::assert_brownfield_untouched`]).
     pub async fn assert_nothing_left(&self) -> Result<()> {
         let leftovers = self.leftovers().await?;
         ensure!(leftovers.is_empty(), "cluster {} left AWS resources behind:\n{leftovers}", self.id);
-        Ok(())
+        self.assert_brownfield_untouched().await
     }
 }
 
@@ -233,4 +335,15 @@ impl fmt::Display for Leftovers {
         }
         Ok(())
     }
+}
+
+/// The destinations routed in `table` now.
+async fn route_destinations(ec2: &aws_sdk_ec2::Client, table: &str) -> Result<BTreeSet<String>> {
+    let described = ec2.describe_route_tables().route_table_ids(table).send().await.context("DescribeRouteTables")?;
+    Ok(described
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.routes())
+        .filter_map(|r| r.destination_cidr_block().map(str::to_string))
+        .collect())
 }

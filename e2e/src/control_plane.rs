@@ -53,6 +53,32 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// A kubeconfig (written to `path`) that reaches this control plane through `relay` (see
+    /// [`crate::TcpProxy`]): same credentials, the relay's address.
+    pub fn kubeconfig_through(&self, relay: &crate::TcpProxy, path: &std::path::Path) -> Result<PathBuf> {
+        let text = std::fs::read_to_string(&self.kubeconfig)?;
+        let server = self.server()?;
+        let through = server.replace(&self.server_address()?, &relay.addr().to_string());
+        std::fs::write(path, text.replace(&server, &through))?;
+        Ok(path.to_path_buf())
+    }
+
+    /// The apiserver's `host:port`.
+    pub fn server_address(&self) -> Result<String> {
+        let server = self.server()?;
+        let url = url::Url::parse(&server).with_context(|| format!("server {server}"))?;
+        Ok(format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port_or_known_default().unwrap_or(443)))
+    }
+
+    fn server(&self) -> Result<String> {
+        let parsed = Kubeconfig::read_from(&self.kubeconfig)?;
+        parsed
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.as_ref()?.server.clone())
+            .context("a kubeconfig without a server")
+    }
+
     /// A client for this control plane. Build one per test: a `kube::Client` belongs to the
     /// tokio runtime it was made on.
     pub async fn client(&self) -> Result<kube::Client> {

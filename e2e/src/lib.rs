@@ -8,6 +8,7 @@
 //!   `E2E_AWS_ENDPOINT` set, an emulator that is already running (LocalStack, a moto you started).
 //! - [`AwsProxy`]: sits between the code under test and the emulator; counts every call by
 //!   service and action and injects throttling, 5xx errors and latency on request.
+//! - [`TcpProxy`]: a TCP relay that can stall, between a CCM and the apiserver.
 //! - [`ImdsStub`]: an instance-metadata service for one seeded instance (moto's own IMDS is
 //!   unusable from the Rust SDK, see `e2e/README.md`).
 //! - [`CcmLaunch`]: ours or upstream's cloud-controller-manager as a process (upstream's is the
@@ -15,12 +16,17 @@
 //! - [`SeededVpc`]: a realistic cluster VPC (subnets in two AZs, public and private route
 //!   tables, a node security group, cluster-tagged instances) and, on request, matching Nodes
 //!   registered the way a kubelet with `--cloud-provider=external` registers them.
+//! - [`Brownfield`]: what a real account holds before any CCM runs (the user's groups, some
+//!   tagged `owned`, rules that reference them, NAT-instance and peering routes, node groups
+//!   tagged the legacy way or not at all), made by every seed unless a test opts out, and
+//!   checked unchanged at the end of every test, with the foreign Nodes a test registers.
 //!
 //! # Isolation
 //!
 //! Tests in one binary run in parallel against one apiserver and one emulator, so each test
 //! works in its own [`TestCluster`]: its own cluster ID, VPC, proxy and node names. A test that
-//! creates AWS resources ends with [`TestCluster::assert_nothing_left`].
+//! creates AWS resources ends with [`TestCluster::assert_nothing_left`], which also checks that
+//! the brownfield is exactly as the seed left it.
 //!
 //! # Processes
 //!
@@ -29,6 +35,7 @@
 //! that owns a process (not a shared one) also stops it by PID when it is dropped.
 
 mod aws_emulator;
+pub mod brownfield;
 mod ccm_process;
 mod child;
 mod cluster;
@@ -40,11 +47,13 @@ mod paths;
 pub mod proxy;
 mod sdk;
 mod seed;
+mod tcp_proxy;
 
 pub use aws_emulator::AwsEmulator;
+pub use brownfield::Brownfield;
 pub use ccm_process::{CcmFlavor, CcmLaunch, CcmProcess, upstream_binary};
 pub use child::ChildProcess;
-pub use cluster::{Leftovers, TestCluster};
+pub use cluster::{FOREIGN_NODE_LABEL, Leftovers, TestCluster};
 pub use control_plane::ControlPlane;
 pub use imds::{ImdsStub, InstanceIdentity};
 pub use nodes::{NodeRegistration, UNINITIALIZED_TAINT};
@@ -52,6 +61,7 @@ pub use paths::repo_root;
 pub use proxy::{AwsProxy, Fault, FaultRule, Service};
 pub use sdk::{AwsClients, sdk_config};
 pub use seed::{SeedOptions, SeededInstance, SeededSubnet, SeededVpc};
+pub use tcp_proxy::TcpProxy;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs, the one the AWS SDK uses).
 /// Idempotent; every entry point that builds a TLS client calls it.

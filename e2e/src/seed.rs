@@ -14,10 +14,11 @@ use anyhow::{Context, Result};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Instance, InstanceType, ResourceType, Tag, TagSpecification};
 
+use crate::brownfield::Brownfield;
 use crate::imds::InstanceIdentity;
 
 /// moto accepts any image ID; real AWS would need a real AMI.
-const IMAGE_ID: &str = "ami-0e2e0000000000001";
+pub(crate) const IMAGE_ID: &str = "ami-0e2e0000000000001";
 /// moto's fixed account.
 const ACCOUNT_ID: &str = "123456789012";
 
@@ -28,15 +29,25 @@ pub struct SeedOptions {
     pub zones: usize,
     pub instances: usize,
     pub instance_type: String,
+    /// Also make what a real account holds before any CCM runs ([`Brownfield`]). On by
+    /// default: every test runs among objects it must not touch.
+    pub brownfield: bool,
 }
 
 impl Default for SeedOptions {
     fn default() -> Self {
-        Self { zones: 2, instances: 2, instance_type: "m5.large".into() }
+        Self { zones: 2, instances: 2, instance_type: "m5.large".into(), brownfield: true }
     }
 }
 
 impl SeedOptions {
+    /// An empty VPC but for the cluster's own objects (the sandbox; side-by-side comparisons
+    /// that bring their own pre-existing objects).
+    pub fn without_brownfield(mut self) -> Self {
+        self.brownfield = false;
+        self
+    }
+
     pub fn with_instances(mut self, n: usize) -> Self {
         self.instances = n;
         self
@@ -81,6 +92,8 @@ pub struct SeededVpc {
     pub instances: Vec<SeededInstance>,
     /// Zone name → zone ID (e.g. us-east-1a → use1-az6).
     pub zone_ids: Vec<(String, String)>,
+    /// The pre-existing objects, when asked for.
+    pub brownfield: Option<Brownfield>,
 }
 
 pub fn cluster_tag_key(cluster_id: &str) -> String {
@@ -214,13 +227,32 @@ impl SeededVpc {
             node_security_group_id,
             instances: Vec::new(),
             zone_ids,
+            brownfield: None,
         };
+        if options.brownfield {
+            let public = vpc.subnets.iter().find(|s| s.public).context("no public subnet")?.id.clone();
+            let private = vpc.subnets.iter().find(|s| !s.public).context("no private subnet")?.id.clone();
+            vpc.brownfield = Some(
+                Brownfield::create(
+                    ec2,
+                    cluster_id,
+                    &vpc.vpc_id,
+                    &vpc.node_security_group_id,
+                    &public,
+                    &private,
+                    &vpc.cluster_route_table_id,
+                )
+                .await
+                .context("the brownfield fixture")?,
+            );
+        }
         vpc.add_instances(ec2, options.instances, &options.instance_type).await?;
         Ok(vpc)
     }
 
     /// Launches `count` more cluster-tagged instances, spread round-robin over the private
-    /// subnets, one RunInstances per subnet.
+    /// subnets, one RunInstances per subnet; in the node group, and with the brownfield, in
+    /// its extra group too.
     pub async fn add_instances(
         &mut self,
         ec2: &Client,
@@ -228,6 +260,8 @@ impl SeededVpc {
         instance_type: &str,
     ) -> Result<Vec<SeededInstance>> {
         let private: Vec<SeededSubnet> = self.subnets.iter().filter(|s| !s.public).cloned().collect();
+        let mut groups = vec![self.node_security_group_id.clone()];
+        groups.extend(self.brownfield.as_ref().map(|b| b.extra_node_group.clone()));
         let mut added = Vec::new();
         for (i, subnet) in private.iter().enumerate() {
             let here = count / private.len() + usize::from(i < count % private.len());
@@ -242,7 +276,7 @@ impl SeededVpc {
                 .min_count(here)
                 .max_count(here)
                 .subnet_id(&subnet.id)
-                .security_group_ids(&self.node_security_group_id)
+                .set_security_group_ids(Some(groups.clone()))
                 .tag_specifications(tags_for(
                     ResourceType::Instance,
                     vec![

@@ -199,6 +199,89 @@ async fn seeded_vpc_is_what_it_promises() -> Result<()> {
     cluster.assert_nothing_left().await
 }
 
+/// The brownfield check is not a formality: each kind of collateral damage a CCM could do is
+/// made by hand here, and the check must name it; undone, the check passes again.
+#[tokio::test]
+async fn the_brownfield_check_sees_every_kind_of_damage() -> Result<()> {
+    use ccm_e2e::brownfield::{NAT_INSIDE, OFFICE};
+    let cluster = TestCluster::new("brownfield").await?;
+    let vpc = cluster.seed(SeedOptions::default()).await?;
+    let client = cluster.kube().await?;
+    cluster.register_foreign_nodes(&client).await?;
+    let b = vpc.brownfield.clone().context("brownfield")?;
+    let ec2 = &cluster.direct.ec2;
+    cluster.assert_nothing_left().await?;
+    let expect_caught = |what: &'static str| {
+        move |result: Result<()>| -> Result<()> {
+            let err = result.err().with_context(|| format!("{what}: not seen"))?;
+            anyhow::ensure!(
+                err.to_string().contains("brownfield") || err.to_string().contains("foreign"),
+                "{what}: {err:#}"
+            );
+            Ok(())
+        }
+    };
+
+    // A rule in the third group referencing a user group, revoked.
+    let third = ec2.describe_security_groups().group_ids(&b.third_group).send().await?;
+    let rules = third.security_groups()[0].ip_permissions().to_vec();
+    let first = rules.first().context("the third group has rules")?.clone();
+    ec2.revoke_security_group_ingress().group_id(&b.third_group).ip_permissions(first.clone()).send().await?;
+    expect_caught("a revoked rule")(cluster.assert_brownfield_untouched().await)?;
+    ec2.authorize_security_group_ingress().group_id(&b.third_group).ip_permissions(first).send().await?;
+    cluster.assert_brownfield_untouched().await?;
+
+    // The user's SSH rule on the node group.
+    let ssh = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip(OFFICE).description("ssh from the office").build())
+        .build();
+    ec2.revoke_security_group_ingress()
+        .group_id(&vpc.node_security_group_id)
+        .ip_permissions(ssh.clone())
+        .send()
+        .await?;
+    expect_caught("the node group's user rule")(cluster.assert_brownfield_untouched().await)?;
+    ec2.authorize_security_group_ingress().group_id(&vpc.node_security_group_id).ip_permissions(ssh).send().await?;
+
+    // A tag on an owned user group.
+    let owned = &b.user_groups["owned"];
+    let extra = aws_sdk_ec2::types::Tag::builder().key("touched").value("yes").build();
+    ec2.create_tags().resources(owned).tags(extra.clone()).send().await?;
+    expect_caught("a changed tag")(cluster.assert_brownfield_untouched().await)?;
+    ec2.delete_tags().resources(owned).tags(extra).send().await?;
+
+    // The NAT instance's route inside the cluster CIDR.
+    ec2.delete_route().route_table_id(&vpc.cluster_route_table_id).destination_cidr_block(NAT_INSIDE).send().await?;
+    expect_caught("a deleted route")(cluster.assert_brownfield_untouched().await)?;
+    ec2.create_route()
+        .route_table_id(&vpc.cluster_route_table_id)
+        .destination_cidr_block(NAT_INSIDE)
+        .instance_id(&b.nat_instance)
+        .send()
+        .await?;
+
+    // A foreign Node deleted.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let hybrid = format!("{}-hybrid", cluster.id);
+    let kept = nodes.get(&hybrid).await?;
+    nodes.delete(&hybrid, &DeleteParams::default()).await?;
+    expect_caught("a deleted foreign Node")(cluster.assert_brownfield_untouched().await)?;
+    let mut again = kept.clone();
+    again.metadata =
+        ObjectMeta { name: kept.metadata.name.clone(), labels: kept.metadata.labels.clone(), ..Default::default() };
+    nodes.create(&PostParams::default(), &again).await?;
+
+    // All undone: the check passes again, and the leftover check still sees nothing.
+    cluster.assert_nothing_left().await?;
+    for name in [hybrid, format!("{}-kind", cluster.id)] {
+        nodes.delete(&name, &DeleteParams::default()).await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn proxy_counts_calls_and_the_leftover_check_sees_a_load_balancer() -> Result<()> {
     let cluster = TestCluster::new("proxy").await?;

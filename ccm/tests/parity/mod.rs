@@ -45,7 +45,11 @@ impl Side {
         let client = plane.client().await?;
         clean(&client).await?;
         let cluster = TestCluster::new(&format!("parity-{label}")).await?;
-        let vpc = cluster.seed(SeedOptions::default().with_instances(2)).await?;
+        // Both sides must start from the same state, down to the instances' groups, so the
+        // seed's brownfield (whose extra group on every instance would turn the untagged-node-
+        // group batch into an error on both sides) stays out; the user's groups below are this
+        // comparison's pre-existing state, and the end checks that neither CCM deleted them.
+        let vpc = cluster.seed(SeedOptions::default().with_instances(2).without_brownfield()).await?;
         let nodes: Api<Node> = Api::all(client.clone());
         for (i, instance) in vpc.instances.iter().enumerate() {
             NodeRegistration::for_instance(instance)
@@ -435,10 +439,15 @@ impl Side {
             .filters(Filter::builder().name("vpc-id").values(&self.vpc.vpc_id).build())
             .send()
             .await?;
+        let mut found = 0;
         for g in groups.security_groups() {
             if USER_GROUPS.iter().any(|(name, _)| g.group_name() == Some(name)) {
                 ec2.delete_security_group().group_id(g.group_id().unwrap_or_default()).send().await?;
+                found += 1;
             }
+        }
+        if found != USER_GROUPS.len() {
+            bail!("{}: the user's groups were deleted ({found} of {} left)", self.label, USER_GROUPS.len());
         }
         Ok(self.plane)
     }

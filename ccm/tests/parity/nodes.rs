@@ -53,7 +53,7 @@ impl Side {
         let client = plane.client().await?;
         super::clean(&client).await?;
         let cluster = TestCluster::new(&format!("nodes-{label}")).await?;
-        let vpc = cluster.seed(SeedOptions::default().with_instances(NODES.len())).await?;
+        let vpc = cluster.seed(SeedOptions::default().with_instances(NODES.len()).without_brownfield()).await?;
         let ec2 = &cluster.direct.ec2;
         for (i, (kind, instance)) in NODES.iter().zip(&vpc.instances).enumerate() {
             let cidr = format!("10.244.{i}.0/24");

@@ -41,11 +41,34 @@ fn start_at(
     extra: &[&str],
 ) -> Result<CcmProcess> {
     let plane = ccm_e2e::ControlPlane::shared();
+    launch(cluster, cloud_config, endpoint, imds, plane.kubeconfig_path(), false, extra)
+}
+
+/// As [`start_with_endpoint`], with leader election on (the `--leader-elect-*` timings in
+/// `extra`) and the apiserver reached through `kubeconfig`.
+pub fn start_candidate(
+    cluster: &TestCluster,
+    cloud_config: &str,
+    endpoint: &str,
+    kubeconfig: &std::path::Path,
+    extra: &[&str],
+) -> Result<CcmProcess> {
+    launch(cluster, cloud_config, endpoint, None, kubeconfig, true, extra)
+}
+
+fn launch(
+    cluster: &TestCluster,
+    cloud_config: &str,
+    endpoint: &str,
+    imds: Option<&ImdsStub>,
+    kubeconfig: &std::path::Path,
+    leader_elect: bool,
+    extra: &[&str],
+) -> Result<CcmProcess> {
     let path = std::env::temp_dir().join(format!("{}-cloud.conf", cluster.id));
     std::fs::write(&path, cloud_config)?;
     let mut args: Vec<String> = [
         "--cloud-provider=aws",
-        "--leader-elect=false",
         "--node-monitor-period=1s",
         "--route-reconciliation-period=1s",
         "--cluster-cidr=10.244.0.0/16",
@@ -53,12 +76,13 @@ fn start_at(
     .into_iter()
     .map(String::from)
     .collect();
+    args.push(format!("--leader-elect={leader_elect}"));
     // `--controllers` appends when repeated (as pflag's string slices do): one list only.
     if !extra.iter().any(|a| a.starts_with("--controllers")) {
         args.push("--controllers=cloud-node,cloud-node-lifecycle,route".into());
     }
     args.push(format!("--cloud-config={}", path.display()));
-    args.push(format!("--kubeconfig={}", plane.kubeconfig_path().display()));
+    args.push(format!("--kubeconfig={}", kubeconfig.display()));
     args.push(format!("--cluster-name={}", cluster.id));
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut envs = vec![
@@ -89,7 +113,10 @@ pub async fn wait_all_initialized(client: &kube::Client, names: &[String], ccm: 
     .with_context(|| ccm.log_tail())
 }
 
-pub async fn register(client: &kube::Client, vpc: &SeededVpc) -> Result<Vec<String>> {
+/// Registers a Node for each instance, as kubelets would, and the cluster's foreign Nodes (see
+/// [`TestCluster::register_foreign_nodes`]); returns the instances' Node names.
+pub async fn register(cluster: &TestCluster, client: &kube::Client, vpc: &SeededVpc) -> Result<Vec<String>> {
+    cluster.register_foreign_nodes(client).await?;
     let mut names = Vec::new();
     for instance in &vpc.instances {
         NodeRegistration::for_instance(instance).register(client).await?;

@@ -140,8 +140,18 @@ impl Drop for Ccm {
 /// Deletes every Node and every Service but `default/kubernetes` (removing our finalizer so a
 /// Service left by an earlier failed test cannot hang).
 pub async fn clean_cluster(client: &kube::Client) -> Result<()> {
+    clean(client, &ListParams::default()).await
+}
+
+/// As [`clean_cluster`], but the foreign Nodes the test registered stay (for the end of a test,
+/// before it checks that they are untouched).
+pub async fn clean_cluster_but_foreign_nodes(client: &kube::Client) -> Result<()> {
+    clean(client, &ListParams::default().labels(&format!("!{}", ccm_e2e::FOREIGN_NODE_LABEL))).await
+}
+
+async fn clean(client: &kube::Client, which_nodes: &ListParams) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    for node in nodes.list(&ListParams::default()).await? {
+    for node in nodes.list(which_nodes).await? {
         let _ = nodes.delete(&node.metadata.name.unwrap_or_default(), &DeleteParams::default()).await;
     }
     let services: Api<Service> = Api::all(client.clone());

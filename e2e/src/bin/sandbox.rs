@@ -235,8 +235,13 @@ impl AwsSandbox {
         println!("==> starting the moto AWS emulator (e2e/moto) and seeding a cluster VPC");
         let emulator = AwsEmulator::start()?;
         let direct = AwsClients::connect(emulator.endpoint(), REGION).await;
-        let vpc =
-            SeededVpc::create(&direct.ec2, "sandbox", REGION, &SeedOptions::default().with_instances(nodes)).await?;
+        let vpc = SeededVpc::create(
+            &direct.ec2,
+            "sandbox",
+            REGION,
+            &SeedOptions::default().with_instances(nodes).without_brownfield(),
+        )
+        .await?;
         let proxy = AwsProxy::start(emulator.endpoint()).await?;
         let cloud_config = std::env::temp_dir().join(format!("ccm-sandbox-{}.conf", std::process::id()));
         let private = vpc.subnets.iter().find(|s| !s.public).context("a private subnet")?;

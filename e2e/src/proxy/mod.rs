@@ -38,6 +38,8 @@ pub struct CallRecord {
     pub params: Vec<(String, String)>,
     /// The request's headers (names lower-case), e.g. to check what credentials signed it.
     pub headers: Vec<(String, String)>,
+    /// When the proxy received it (before any injected latency).
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Default)]
@@ -182,7 +184,13 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        record.calls.push(CallRecord { call: call.clone(), fault: error.clone(), params, headers });
+        record.calls.push(CallRecord {
+            call: call.clone(),
+            fault: error.clone(),
+            params,
+            headers,
+            at: std::time::SystemTime::now(),
+        });
         (delay, error)
     };
     tracing::debug!(service = %call.service, action = %call.action, ?error, ?delay, "AWS call");

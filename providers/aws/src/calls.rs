@@ -18,6 +18,13 @@ use crate::throttling::ThrottleTracker;
 pub struct Calls {
     pub metrics: ApiMetrics,
     throttle: ThrottleTracker,
+    /// Checked before every mutating call and each of its attempts (see [`cloud_provider::Fence`]).
+    pub fence: cloud_provider::Fence,
+}
+
+/// Whether an AWS operation changes something: all but the reads (`Describe…`, `Get…`, `List…`).
+pub fn is_mutating(operation: &str) -> bool {
+    !["Describe", "Get", "List"].iter().any(|read| operation.starts_with(read))
 }
 
 /// `aws/ec2.DescribeInstances` → (`ec2`, `DescribeInstances`).
@@ -43,6 +50,12 @@ impl Calls {
             tokio::time::sleep(delay).await;
         }
         let (service, operation) = split_op(op);
+        if is_mutating(operation)
+            && let Err(fenced) = self.fence.check()
+        {
+            tracing::warn!(op, "{fenced}");
+            return Err(AwsError { op, code: Some(FENCED.into()), message: fenced.to_string() });
+        }
         let started = Instant::now();
         let result = call.await;
         self.metrics.calls.get_or_create(&CallLabels { service, operation }).inc();
@@ -85,7 +98,11 @@ pub fn is_throttle_answer(status: u16, body: &[u8]) -> bool {
     crate::errors::THROTTLING.iter().any(|code| body.contains(&format!("<Code>{code}</Code>")))
 }
 
-/// The interceptor on every client that reports each attempt to [`Calls::attempt`].
+/// The error code of a call the fence refused.
+pub const FENCED: &str = "Fenced";
+
+/// The interceptor on every client that reports each attempt to [`Calls::attempt`], and stops
+/// an attempt of a mutating call (a retry, say) when the fence has closed since the call began.
 #[derive(Debug, Clone)]
 pub struct AttemptWatch(pub Arc<Calls>);
 
@@ -114,6 +131,20 @@ impl aws_sdk_ec2::config::Intercept for AttemptWatch {
         self.0.attempt(&operation, throttled);
         Ok(())
     }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        let mutating =
+            cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>().is_some_and(|m| is_mutating(m.name()));
+        if mutating {
+            self.0.fence.check()?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +153,16 @@ mod tests {
     fn op_names_split_into_bounded_labels() {
         assert_eq!(super::split_op("aws/ec2.DescribeInstances"), ("ec2", "DescribeInstances"));
         assert_eq!(super::split_op("aws/elbv2.CreateListener"), ("elbv2", "CreateListener"));
+    }
+
+    #[test]
+    fn reads_are_told_from_writes() {
+        for read in ["DescribeInstances", "GetCallerIdentity", "ListTags"] {
+            assert!(!super::is_mutating(read), "{read}");
+        }
+        for write in ["CreateRoute", "DeleteLoadBalancer", "AuthorizeSecurityGroupIngress", "ModifyInstanceAttribute"] {
+            assert!(super::is_mutating(write), "{write}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod describe_batch;
 pub mod discovery;
 mod ec2;
 pub mod errors;
+pub mod iam;
 pub mod instance_cache;
 pub mod instances;
 pub mod load_balancers;
@@ -137,5 +138,8 @@ impl CloudProvider for AwsCloud {
     }
     fn routes(&self) -> Option<&AwsRoutes> {
         Some(&self.routes)
+    }
+    fn fence(&self) -> Option<&cloud_provider::Fence> {
+        Some(&self.calls.fence)
     }
 }

@@ -18,15 +18,20 @@
 //! ([`Retry`]) and carries the two outcomes the controllers treat specially:
 //! [`CloudError::ImplementedElsewhere`] and [`CloudError::InstanceNotFound`].
 //!
+//! A provider that writes to the cloud should also offer a [`Fence`] and check it before each
+//! write, so that a leader which lost its Lease (or cannot tell any more) stops at once.
+//!
 //! Dispatch is static: controllers are generic over the provider, and the binary picks the
 //! implementation by `--cloud-provider` name.
 
 mod error;
+mod fence;
 mod instances;
 mod load_balancers;
 mod routes;
 
 pub use error::{CloudError, Retry};
+pub use fence::{Fence, Fenced};
 pub use instances::{AddressType, InstanceMetadata, Instances, NodeAddress, NodeInfo};
 pub use load_balancers::{
     IngressPoint, LoadBalancerStatus, LoadBalancers, Protocol, ServiceInfo, ServicePort, TrafficPolicy,
@@ -44,6 +49,12 @@ pub trait CloudProvider: Send + Sync + 'static {
     fn instances(&self) -> Option<&Self::Instances>;
     fn load_balancers(&self) -> Option<&Self::LoadBalancers>;
     fn routes(&self) -> Option<&Self::Routes>;
+
+    /// The [`Fence`] this provider checks before every mutating call, if it has one: the
+    /// leader elector closes it while this process does not hold the Lease for sure.
+    fn fence(&self) -> Option<&Fence> {
+        None
+    }
 }
 
 /// The capability type of a provider that lacks it: it has no values, so an accessor
