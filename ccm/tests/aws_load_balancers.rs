@@ -782,7 +782,7 @@ async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_
     })
     .await?;
     let shared = shared.lock().unwrap().clone();
-    for name in ["first", "second"] {
+    for name in ["first", "second", "third"] {
         g.services().create(&PostParams::default(), &service(name, &[], &[(80, "TCP")])).await?;
         g.hostname(name).await?;
     }
@@ -795,8 +795,14 @@ async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_
         ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared),
         "the second Service's traffic was cut"
     );
+    // The last two at once: deleted concurrently, each sees the other still there when it
+    // starts, and yet the rule must go with the last of them.
     services.delete("second", &DeleteParams::default()).await?;
-    eventually("second gone", WAIT, || async { Ok(services.get_opt("second").await?.is_none().then_some(())) }).await?;
+    services.delete("third", &DeleteParams::default()).await?;
+    eventually("second and third gone", WAIT, || async {
+        Ok((services.get_opt("second").await?.is_none() && services.get_opt("third").await?.is_none()).then_some(()))
+    })
+    .await?;
     assert!(!ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared), "left behind");
     g.cluster.assert_nothing_left().await
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +46,7 @@ func run() error {
 	port := flag.Int("port", 0, "apiserver secure port on 127.0.0.1 (0 = a free port)")
 	stdinClose := flag.Bool("exit-on-stdin-close", false, "shut down when stdin reaches EOF")
 	verbose := flag.Bool("verbose", false, "keep the apiserver's own logs (default: errors only)")
+	keep := flag.Bool("keep-state", false, "with --dir: keep etcd's data and the credentials, so a second run on the same --dir and --port is a restart of the same cluster")
 	flag.Parse()
 
 	// Registered before the apiserver's own handler so that both see the signal.
@@ -68,7 +70,7 @@ func run() error {
 	defer func() {
 		if removeDir {
 			os.RemoveAll(ws.root)
-		} else {
+		} else if !*keep {
 			// Keep the directory (the caller owns it) but not the state: a rerun starts clean.
 			os.RemoveAll(ws.path("etcd"))
 		}
@@ -89,7 +91,7 @@ func run() error {
 			return err
 		}
 	}
-	token, err := ws.writeCredentials()
+	token, err := ws.credentials(*keep)
 	if err != nil {
 		return err
 	}
@@ -134,6 +136,20 @@ type workspace struct{ root string }
 
 func (w workspace) path(parts ...string) string {
 	return filepath.Join(append([]string{w.root}, parts...)...)
+}
+
+// credentials returns the admin token: with keep, the one an earlier run on this directory
+// wrote, if any (a restart: clients keep working); otherwise a new one (writeCredentials).
+func (w workspace) credentials(keep bool) (string, error) {
+	if keep {
+		line, err := os.ReadFile(w.path("tokens.csv"))
+		if _, keyErr := os.Stat(w.path("sa.key")); err == nil && keyErr == nil {
+			if token, _, ok := strings.Cut(string(line), ","); ok {
+				return token, nil
+			}
+		}
+	}
+	return w.writeCredentials()
 }
 
 // writeCredentials writes the service-account signing key and a static admin token file and

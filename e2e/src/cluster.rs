@@ -37,6 +37,9 @@ pub struct TestCluster {
     brownfield: Mutex<Option<BrownfieldRecord>>,
     /// Foreign Nodes registered by [`TestCluster::register_foreign_nodes`]: name → providerID.
     foreign_nodes: Mutex<BTreeMap<String, String>>,
+    /// The kubeconfig of a control plane of the test's own ([`Self::use_control_plane`]);
+    /// otherwise the shared one.
+    kubeconfig: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 struct BrownfieldRecord {
@@ -68,6 +71,7 @@ impl TestCluster {
             seeded_route_tables: Mutex::default(),
             brownfield: Mutex::default(),
             foreign_nodes: Mutex::default(),
+            kubeconfig: std::sync::OnceLock::new(),
         })
     }
 
@@ -76,9 +80,18 @@ impl TestCluster {
         cluster_tag_key(&self.id)
     }
 
-    /// A client for the shared control plane.
+    /// A client for the cluster's control plane: the shared one, or the test's own.
     pub async fn kube(&self) -> Result<kube::Client> {
-        ControlPlane::shared().client().await
+        match self.kubeconfig.get() {
+            Some(path) => crate::control_plane::client_for(path).await,
+            None => ControlPlane::shared().client().await,
+        }
+    }
+
+    /// Makes `plane` (a control plane of the test's own, see
+    /// [`ControlPlane::start_restartable`]) this cluster's, for [`Self::kube`] and the checks.
+    pub fn use_control_plane(&self, plane: &ControlPlane) {
+        let _ = self.kubeconfig.set(plane.kubeconfig_path().to_path_buf());
     }
 
     /// Seeds this cluster's VPC (not counted by the proxy), with the brownfield fixture unless

@@ -15,6 +15,8 @@ use crate::paths;
 pub struct ControlPlane {
     kubeconfig: PathBuf,
     _process: Option<ChildProcess>,
+    /// For [`Self::restart`]: the harness's directory (removed on drop) and port.
+    state: Option<(PathBuf, u16)>,
 }
 
 static SHARED: OnceLock<ControlPlane> = OnceLock::new();
@@ -31,8 +33,42 @@ impl ControlPlane {
     /// Starts a control plane owned by the caller (stopped when dropped).
     pub fn start() -> Result<Self> {
         if let Some(path) = std::env::var_os("E2E_KUBECONFIG") {
-            return Ok(Self { kubeconfig: PathBuf::from(path), _process: None });
+            return Ok(Self { kubeconfig: PathBuf::from(path), _process: None, state: None });
         }
+        let (kubeconfig, process) = Self::spawn("apiserver", &[])?;
+        Ok(Self { kubeconfig, _process: Some(process), state: None })
+    }
+
+    /// Starts a control plane owned by the caller that [`Self::restart`] can restart: etcd's
+    /// data, the credentials, the serving certificate and the port survive, so clients (and
+    /// their kubeconfigs) keep working once it is back.
+    pub fn start_restartable() -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = paths::log_dir().join(format!("apiserver-state-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let args = Self::state_args(&dir, port);
+        let (kubeconfig, process) = Self::spawn("apiserver-restartable", &args)?;
+        Ok(Self { kubeconfig, _process: Some(process), state: Some((dir, port)) })
+    }
+
+    fn state_args(dir: &std::path::Path, port: u16) -> Vec<String> {
+        vec!["--dir".into(), dir.display().to_string(), "--port".into(), port.to_string(), "--keep-state".into()]
+    }
+
+    /// Stops the apiserver and etcd (politely, as a node reboot would) and starts them again on
+    /// the same state; returns once it is ready. Only for [`Self::start_restartable`].
+    pub fn restart(&mut self) -> Result<()> {
+        let (dir, port) = self.state.clone().context("restart needs a control plane from start_restartable")?;
+        if let Some(mut process) = self._process.take() {
+            process.stop();
+        }
+        let (kubeconfig, process) = Self::spawn("apiserver-restarted", &Self::state_args(&dir, port))?;
+        self.kubeconfig = kubeconfig;
+        self._process = Some(process);
+        Ok(())
+    }
+
+    fn spawn(name: &str, args: &[String]) -> Result<(PathBuf, ChildProcess)> {
         let binary = paths::harness_binary();
         if !binary.exists() {
             bail!(
@@ -43,12 +79,13 @@ impl ControlPlane {
         // Without --dir the harness makes its own temporary directory and removes it when it
         // stops, which it does when our end of its stdin closes, even if we never drop it.
         let mut command = Command::new(&binary);
-        command.arg("--exit-on-stdin-close");
-        let process = ChildProcess::spawn("apiserver", command, &paths::log_dir(), Duration::from_secs(120))?;
-        let kubeconfig = PathBuf::from(process.ready_value());
-        Ok(Self { kubeconfig, _process: Some(process) })
+        command.arg("--exit-on-stdin-close").args(args);
+        let process = ChildProcess::spawn(name, command, &paths::log_dir(), Duration::from_secs(120))?;
+        Ok((PathBuf::from(process.ready_value()), process))
     }
 
+    /// The kubeconfig file (for a restartable control plane: the same file, the same content,
+    /// after a restart).
     pub fn kubeconfig_path(&self) -> &std::path::Path {
         &self.kubeconfig
     }
@@ -82,10 +119,25 @@ impl ControlPlane {
     /// A client for this control plane. Build one per test: a `kube::Client` belongs to the
     /// tokio runtime it was made on.
     pub async fn client(&self) -> Result<kube::Client> {
-        crate::init_crypto();
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
-            .with_context(|| format!("reading {}", self.kubeconfig.display()))?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        Ok(kube::Client::try_from(config)?)
+        client_for(&self.kubeconfig).await
+    }
+}
+
+/// A client from the kubeconfig at `path`.
+pub(crate) async fn client_for(path: &std::path::Path) -> Result<kube::Client> {
+    crate::init_crypto();
+    let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some((dir, _)) = self.state.take() {
+            if let Some(mut process) = self._process.take() {
+                process.stop();
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -70,6 +70,10 @@ impl CcmProcess {
 
 impl Drop for CcmProcess {
     fn drop(&mut self) {
+        // Already gone (killed, or exited on its own): its PID may be someone else's by now.
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         for _ in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {

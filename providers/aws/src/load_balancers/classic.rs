@@ -18,7 +18,7 @@ use super::{AwsLoadBalancers, names};
 use crate::errors::AwsError;
 
 /// Every ELB (classic) operation this module calls.
-pub const OPERATIONS: [&str; 19] = [
+pub const OPERATIONS: [&str; 18] = [
     "DescribeLoadBalancers",
     "DescribeTags",
     "CreateLoadBalancer",
@@ -34,7 +34,6 @@ pub const OPERATIONS: [&str; 19] = [
     "RegisterInstancesWithLoadBalancer",
     "DeregisterInstancesFromLoadBalancer",
     "AddTags",
-    "DescribeLoadBalancerPolicies",
     "CreateLoadBalancerPolicy",
     "SetLoadBalancerPoliciesForBackendServer",
     "SetLoadBalancerPoliciesOfListener",
@@ -479,6 +478,7 @@ impl AwsLoadBalancers {
         let name = names::load_balancer_name(uid);
         let lb = self.classic_describe(&name).await?;
         let own = self.owned_groups_named(&names::classic_security_group_name(&name)).await?;
+        let mut _serialized = None;
         if !self.settings.disable_security_group_ingress {
             for group in &own {
                 self.revoke_our_references_to(group.group_id().unwrap_or_default()).await?;
@@ -487,9 +487,12 @@ impl AwsLoadBalancers {
             // of this cluster's load balancers that use it.
             if let Some(primary) = lb.as_ref().and_then(|lb| lb.security_groups().first())
                 && !own.iter().any(|g| g.group_id() == Some(primary.as_str()))
-                && !self.classic_group_used_elsewhere(primary, &name).await?
             {
-                self.revoke_our_references_to(primary).await?;
+                let guard = self.shared_group_deletions.lock().await;
+                if !self.classic_group_used_elsewhere(primary, &name).await? {
+                    self.revoke_our_references_to(primary).await?;
+                }
+                _serialized = Some(guard);
             }
         }
         if lb.is_some() {

@@ -66,6 +66,10 @@ pub struct AwsLoadBalancers {
     /// The type last ensured per Service UID: while it stays the same, the other type's API is
     /// not asked (a type change is looked for after a restart or an annotation change).
     ensured: std::sync::Mutex<HashMap<String, Kind>>,
+    /// Held by a Classic ELB deletion from "does another load balancer still use this given
+    /// group?" until its DeleteLoadBalancer: the last of several concurrent deletions of ELBs
+    /// sharing a group then sees the others gone and revokes the group's node rule.
+    pub(crate) shared_group_deletions: tokio::sync::Mutex<()>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -121,6 +125,7 @@ impl AwsLoadBalancers {
             classic_batch,
             nlb_batch,
             ensured: Default::default(),
+            shared_group_deletions: Default::default(),
         }
     }
 
