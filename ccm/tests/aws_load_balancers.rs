@@ -873,6 +873,19 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
     .await
     .with_context(|| old.log_tail())?;
 
+    // Stall right after a load balancer's first writes began (CreateSecurityGroup or
+    // CreateLoadBalancer just arrived): more writes of the same ensure follow a second later, so
+    // the old leader is caught in the middle of changing AWS, not between two Services.
+    eventually("an ensure in the middle of its writes", WAIT, || async {
+        let now = SystemTime::now();
+        let fresh = cluster.proxy.calls().iter().any(|c| {
+            ["CreateSecurityGroup", "CreateLoadBalancer"].contains(&c.call.action.as_str())
+                && now.duration_since(c.at).unwrap_or_default() < Duration::from_millis(300)
+        });
+        Ok(fresh.then_some(()))
+    })
+    .await
+    .with_context(|| old.log_tail())?;
     let stalled_at = SystemTime::now();
     relay.stall();
     let acquired = eventually("the standby holding the Lease", Duration::from_secs(60), || async {
