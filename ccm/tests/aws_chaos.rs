@@ -24,7 +24,7 @@ const TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
 const TAGS: &str = "service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags";
 /// Invalid on purpose: a Warning, and the load balancer left as it was.
 const INTERVAL: &str = "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval";
-const NAMES: [&str; 6] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+const NAMES: [&str; 10] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"];
 const INSTANCES: usize = 4;
 const FLAGS: [&str; 5] = [
     "--controllers=service,cloud-node,cloud-node-lifecycle",
@@ -55,7 +55,7 @@ const WEIGHTS: [(Op, u32); 10] = [
     (Op::BreakAnnotation, 5),
     (Op::ChangeType, 10),
     (Op::ChangePorts, 12),
-    (Op::Delete, 8),
+    (Op::Delete, 6),
     (Op::AddNode, 8),
     (Op::RemoveNode, 6),
     (Op::StopNode, 5),

@@ -27,6 +27,10 @@ and "repair" it, and the tests would measure the emulator rather than the contro
   balancer, and on TCP/UDP/TLS target groups `proxy_protocol_v2.enabled` (false) and
   `preserve_client_ip.enabled` (true for instance targets and for UDP; false for IP targets
   over TCP/TLS).
+- DeleteLoadBalancerListeners with several ports keeps, once for each port, every listener not
+  on that port: deleting ports A and B at once brings A's and B's listeners back and doubles the
+  others (the chaos soak found a Classic ELB holding 32,768 copies of one listener). AWS removes
+  every listener on any of the ports.
 """
 
 import hashlib
@@ -145,6 +149,17 @@ def _instance_topology() -> None:
     EC2Response.describe_instance_topology = describe_instance_topology
 
 
+def _delete_listeners_by_port() -> None:
+    def delete_listeners(self, name, ports):
+        balancer = self.get_load_balancer(name)
+        if balancer:
+            gone = {int(p) for p in ports}
+            balancer.listeners = [l for l in balancer.listeners if int(l.load_balancer_port) not in gone]
+        return balancer
+
+    elb.ELBBackend.delete_load_balancer_listeners = delete_listeners
+
+
 def apply() -> None:
     _keep_instance_protocols()
     _default_health_check()
@@ -152,3 +167,4 @@ def apply() -> None:
     _elbv2_default_attributes()
     _ssl_policy_only_for_tls()
     _instance_topology()
+    _delete_listeners_by_port()

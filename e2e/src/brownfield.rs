@@ -184,6 +184,12 @@ impl Brownfield {
 
 /// One line per rule and source, sorted (`tcp 22-22 from 172.16.0.0/12 "ssh …"`).
 pub fn rule_lines(permissions: &[IpPermission]) -> Vec<String> {
+    rule_lines_mapped(permissions, str::to_string)
+}
+
+/// As [`rule_lines`], with every source and description passed through `map` (the parity
+/// tests' normalizer turns IDs into symbols).
+pub fn rule_lines_mapped(permissions: &[IpPermission], map: impl Fn(&str) -> String) -> Vec<String> {
     let mut out = Vec::new();
     for p in permissions {
         let ports = match (p.from_port(), p.to_port()) {
@@ -191,12 +197,21 @@ pub fn rule_lines(permissions: &[IpPermission]) -> Vec<String> {
             _ => "all".into(),
         };
         let head = format!("{} {ports}", p.ip_protocol().unwrap_or_default());
-        let desc = |d: Option<&str>| d.filter(|d| !d.is_empty()).map(|d| format!(" {d:?}")).unwrap_or_default();
+        let mut line = |source: Option<&str>, description: Option<&str>| {
+            let desc = description.filter(|d| !d.is_empty()).map(|d| format!(" {:?}", map(d))).unwrap_or_default();
+            out.push(format!("{head} from {}{desc}", map(source.unwrap_or_default())));
+        };
         for r in p.ip_ranges() {
-            out.push(format!("{head} from {}{}", r.cidr_ip().unwrap_or_default(), desc(r.description())));
+            line(r.cidr_ip(), r.description());
+        }
+        for r in p.ipv6_ranges() {
+            line(r.cidr_ipv6(), r.description());
         }
         for g in p.user_id_group_pairs() {
-            out.push(format!("{head} from {}{}", g.group_id().unwrap_or_default(), desc(g.description())));
+            line(g.group_id(), g.description());
+        }
+        for l in p.prefix_list_ids() {
+            line(l.prefix_list_id(), l.description());
         }
     }
     out.sort();

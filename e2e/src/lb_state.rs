@@ -237,30 +237,7 @@ async fn vpc_groups(aws: &AwsClients, vpc_id: &str) -> Result<Vec<SecurityGroup>
 
 /// One line per rule and source, sorted: `tcp 30080-30080 from <cidr> "description"`.
 fn rules(permissions: &[IpPermission], norm: &Normalizer) -> Vec<String> {
-    let mut out = Vec::new();
-    for p in permissions {
-        let ports = match (p.from_port(), p.to_port()) {
-            (Some(a), Some(b)) => format!("{a}-{b}"),
-            _ => "all".into(),
-        };
-        let head = format!("{} {ports}", p.ip_protocol().unwrap_or_default());
-        let desc =
-            |d: Option<&str>| d.filter(|d| !d.is_empty()).map(|d| format!(" {:?}", norm.apply(d))).unwrap_or_default();
-        for r in p.ip_ranges() {
-            out.push(format!("{head} from {}{}", norm.apply(r.cidr_ip().unwrap_or_default()), desc(r.description())));
-        }
-        for r in p.ipv6_ranges() {
-            out.push(format!("{head} from {}{}", r.cidr_ipv6().unwrap_or_default(), desc(r.description())));
-        }
-        for g in p.user_id_group_pairs() {
-            out.push(format!("{head} from {}{}", norm.apply(g.group_id().unwrap_or_default()), desc(g.description())));
-        }
-        for l in p.prefix_list_ids() {
-            out.push(format!("{head} from {}{}", l.prefix_list_id().unwrap_or_default(), desc(l.description())));
-        }
-    }
-    out.sort();
-    out
+    crate::brownfield::rule_lines_mapped(permissions, |s| norm.apply(s))
 }
 
 /// The Classic ELB named `name`, if any.

@@ -452,3 +452,48 @@ async fn watch_streams_node_deletion() -> Result<()> {
     assert!(nodes.get_opt(&name).await?.is_none());
     Ok(())
 }
+
+/// The test ground's moto deletes Classic ELB listeners as AWS does (`moto/fidelity.py`): all
+/// listeners on any of the ports given, the others kept once each.
+#[tokio::test]
+async fn deleting_several_classic_listeners_at_once_keeps_the_others_once() -> Result<()> {
+    let cluster = TestCluster::new("listeners").await?;
+    if !cluster.emulator.supports_elb() {
+        eprintln!("SKIPPED: the emulator at E2E_AWS_ENDPOINT has no ELB (LocalStack Community)");
+        return Ok(());
+    }
+    let vpc = cluster.seed(SeedOptions::default().without_brownfield()).await?;
+    use aws_sdk_elasticloadbalancing::types::Listener;
+    let elb = &cluster.direct.elb;
+    let name = unique("lst").replace('-', "");
+    let listener = |port: i32| {
+        Listener::builder()
+            .protocol("TCP")
+            .load_balancer_port(port)
+            .instance_protocol("TCP")
+            .instance_port(30000 + port)
+            .build()
+    };
+    let public: Vec<String> = vpc.subnets.iter().filter(|s| s.public).map(|s| s.id.clone()).collect();
+    let mut create = elb.create_load_balancer().load_balancer_name(&name).set_subnets(Some(public));
+    for port in [80, 443, 8080, 8443] {
+        create = create.listeners(listener(port)?);
+    }
+    create.send().await?;
+    elb.delete_load_balancer_listeners()
+        .load_balancer_name(&name)
+        .load_balancer_ports(80)
+        .load_balancer_ports(8080)
+        .send()
+        .await?;
+    let described = elb.describe_load_balancers().load_balancer_names(&name).send().await?;
+    let mut ports: Vec<i32> = described.load_balancer_descriptions()[0]
+        .listener_descriptions()
+        .iter()
+        .filter_map(|l| l.listener().map(|l| l.load_balancer_port()))
+        .collect();
+    ports.sort();
+    elb.delete_load_balancer().load_balancer_name(&name).send().await?;
+    assert_eq!(ports, [443, 8443]);
+    Ok(())
+}
