@@ -22,6 +22,7 @@ pub mod leader_election;
 pub mod metrics;
 pub mod objects;
 pub mod options;
+pub mod plan;
 pub mod server;
 
 use std::sync::Arc;

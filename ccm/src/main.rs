@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cloud_controller_manager::metrics::Metrics;
 use cloud_controller_manager::options::{Args, Config, LogConfig};
+use cloud_controller_manager::plan::{self, PlanArgs};
 use cloud_controller_manager::server::{self, Health};
 use cloud_provider::CloudProvider;
 use cloud_provider_aws::AwsCloud;
@@ -38,6 +39,10 @@ fn init_logging(log: LogConfig) {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("plan") {
+        let args = PlanArgs::parse_from(std::env::args().enumerate().filter(|(i, _)| *i != 1).map(|(_, a)| a));
+        std::process::exit(plan_main(args).await);
+    }
     let args = Args::parse();
     let config = match Config::try_from(args) {
         Ok(config) => config,
@@ -54,6 +59,58 @@ async fn main() {
     }
 }
 
+/// `cloud-controller-manager plan`: see [`cloud_controller_manager::plan`].
+async fn plan_main(args: PlanArgs) -> i32 {
+    let (output, services) = (args.output, args.services);
+    let config = match Config::try_from(args.args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("cloud-controller-manager plan: {err}");
+            return 2;
+        }
+    };
+    init_logging(config.log);
+    let report = async {
+        let cloud_config = read_cloud_config(&config)?;
+        let client = cloud_controller_manager::kube_client(&config).await?;
+        match config.provider.as_str() {
+            "fake" => {
+                let fake_config = cloud_config.as_deref().map(FakeConfig::parse).transpose()?.unwrap_or_default();
+                let cloud = FakeCloud::new(fake_config);
+                plan::plan(&config, client, &cloud, &services).await
+            }
+            "aws" => {
+                let cloud = AwsCloud::new(cloud_config.as_deref()).await?;
+                plan::plan(&config, client, &cloud, &services).await
+            }
+            other => bail!("--cloud-provider={other}: unknown provider (known: aws, fake)"),
+        }
+    }
+    .await;
+    match report {
+        Ok(report) => {
+            match output {
+                plan::Output::Text => print!("{}", report.text()),
+                plan::Output::Json => println!("{:#}", report.json()),
+            }
+            report.exit_code()
+        }
+        Err(err) => {
+            eprintln!("cloud-controller-manager plan: {err:#}");
+            1
+        }
+    }
+}
+
+fn read_cloud_config(config: &Config) -> Result<Option<String>> {
+    match &config.cloud_config {
+        Some(path) => Ok(Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading --cloud-config {}", path.display()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
 async fn run(config: Config) -> Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -61,12 +118,7 @@ async fn run(config: Config) -> Result<()> {
     if !config.ignored_flags.is_empty() {
         tracing::warn!(flags = ?config.ignored_flags, "accepted for compatibility, no effect here");
     }
-    let cloud_config = match &config.cloud_config {
-        Some(path) => {
-            Some(std::fs::read_to_string(path).with_context(|| format!("reading --cloud-config {}", path.display()))?)
-        }
-        None => None,
-    };
+    let cloud_config = read_cloud_config(&config)?;
 
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();

@@ -157,6 +157,40 @@ async fn initialize<P: CloudProvider>(node: &Node, ctx: &Context<P>) -> Result<A
     Ok(Action::requeue(ctx.settings.status_update_frequency))
 }
 
+/// What this controller would change on `node` given the cloud's `meta`, in words (for
+/// `cloud-controller-manager plan`): empty when nothing.
+pub fn planned_changes(node: &Node, meta: &InstanceMetadata) -> Result<Vec<String>, ReconcileError> {
+    let mut out = Vec::new();
+    let mut updated = node.clone();
+    if objects::has_taint(node, UNINITIALIZED_TAINT) {
+        apply_metadata(&mut updated, meta);
+        out.push(format!("remove the taint {UNINITIALIZED_TAINT}"));
+        let provider_id = |n: &Node| n.spec.as_ref().and_then(|s| s.provider_id.clone());
+        if let Some(id) = provider_id(&updated).filter(|id| provider_id(node).as_ref() != Some(id)) {
+            out.push(format!("set providerID {id}"));
+        }
+    } else {
+        let labels = updated.metadata.labels.get_or_insert_with(BTreeMap::new);
+        for (beta, ga) in [(ZONE_BETA, ZONE), (REGION_BETA, REGION), (INSTANCE_TYPE_BETA, INSTANCE_TYPE)] {
+            if let Some(value) = labels.get(beta).cloned() {
+                labels.insert(ga.to_string(), value);
+            }
+        }
+    }
+    let before = node.labels();
+    for (key, value) in updated.labels() {
+        if before.get(key) != Some(value) {
+            out.push(format!("set label {key}={value}"));
+        }
+    }
+    let addresses = node_addresses(node, meta)?;
+    if sorted(&addresses) != sorted(&objects::node_info(node).addresses) {
+        let list: Vec<String> = addresses.iter().map(|a| format!("{}={}", a.kind.as_str(), a.address)).collect();
+        out.push(format!("set addresses [{}]", list.join(", ")));
+    }
+    Ok(out)
+}
+
 /// Writes the cloud's view into the Node: providerID if empty, topology labels, additional
 /// labels that are neither Kubernetes-namespaced nor already present; removes the taint.
 fn apply_metadata(node: &mut Node, meta: &InstanceMetadata) {

@@ -58,6 +58,48 @@ pub fn is_responsible(cluster_cidrs: &[IpNet], cidr: &str) -> bool {
     cidr.parse::<IpNet>().is_ok_and(|net| cluster_cidrs.iter().any(|c| c.contains(&net)))
 }
 
+/// What the route controller would change: routes to delete and (CIDR, Node) routes to create.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RoutePlan {
+    pub delete: Vec<Route>,
+    pub create: Vec<(String, String)>,
+}
+
+/// Pod CIDR → (Node name, Node) that wants a route to it.
+pub fn wanted_routes(nodes: &[Arc<Node>]) -> BTreeMap<String, (String, Arc<Node>)> {
+    let mut wanted = BTreeMap::new();
+    for node in nodes {
+        for cidr in pod_cidrs(node) {
+            wanted.insert(cidr, (node.name_any(), node.clone()));
+        }
+    }
+    wanted
+}
+
+/// Routes that are blackholed or that no Node wants go (only inside the cluster CIDRs); each
+/// wanted CIDR without a route to its Node gets one.
+pub fn plan<T>(existing: &[Route], wanted: &BTreeMap<String, (String, T)>, cluster_cidrs: &[IpNet]) -> RoutePlan {
+    let present: BTreeSet<(&str, &str)> = existing
+        .iter()
+        .filter(|r| !r.blackhole)
+        .map(|r| (r.destination_cidr.as_str(), r.target_node.as_str()))
+        .collect();
+    let delete = existing
+        .iter()
+        .filter(|route| {
+            let unwanted = wanted.get(&route.destination_cidr).is_none_or(|(n, _)| *n != route.target_node);
+            (route.blackhole || unwanted) && is_responsible(cluster_cidrs, &route.destination_cidr)
+        })
+        .cloned()
+        .collect();
+    let create = wanted
+        .iter()
+        .filter(|(cidr, (name, _))| !present.contains(&(cidr.as_str(), name.as_str())))
+        .map(|(cidr, (name, _))| (cidr.clone(), name.clone()))
+        .collect();
+    RoutePlan { delete, create }
+}
+
 async fn reconcile<P: CloudProvider>(
     shared: &Shared,
     cloud: &P,
@@ -71,32 +113,17 @@ async fn reconcile<P: CloudProvider>(
     let node_infos: Vec<_> = nodes.iter().map(|n| crate::objects::node_info(n)).collect();
     let existing = routes_api.list(cluster, &node_infos).await?;
 
-    // CIDR → Node that wants it.
-    let mut wanted: BTreeMap<String, Arc<Node>> = BTreeMap::new();
-    for node in &nodes {
-        for cidr in pod_cidrs(node) {
-            wanted.insert(cidr, node.clone());
-        }
-    }
-    let present: BTreeSet<(String, String)> =
-        existing.iter().filter(|r| !r.blackhole).map(|r| (r.destination_cidr.clone(), r.target_node.clone())).collect();
-
-    for route in &existing {
-        let unwanted = wanted.get(&route.destination_cidr).is_none_or(|n| n.name_any() != route.target_node);
-        if (route.blackhole || unwanted)
-            && is_responsible(&settings.cluster_cidrs, &route.destination_cidr)
-            && let Err(err) = routes_api.delete(cluster, route).await
-        {
+    let wanted = wanted_routes(&nodes);
+    let plan = plan(&existing, &wanted, &settings.cluster_cidrs);
+    for route in &plan.delete {
+        if let Err(err) = routes_api.delete(cluster, route).await {
             tracing::warn!(cidr = %route.destination_cidr, %err, "deleting route");
         }
     }
 
     let mut failed_nodes = BTreeSet::new();
-    for (cidr, node) in &wanted {
-        let name = node.name_any();
-        if present.contains(&(cidr.clone(), name.clone())) {
-            continue;
-        }
+    for (cidr, name) in &plan.create {
+        let node = &wanted[cidr].1;
         let route =
             Route { name: String::new(), target_node: name.clone(), destination_cidr: cidr.clone(), blackhole: false };
         let uid = node.uid().unwrap_or_default();
@@ -165,5 +192,39 @@ mod tests {
         assert!(!is_responsible(&cidrs, "10.245.0.0/24"));
         assert!(!is_responsible(&cidrs, "0.0.0.0/0"));
         assert!(!is_responsible(&cidrs, "not-a-cidr"));
+    }
+
+    fn route(cidr: &str, node: &str, blackhole: bool) -> Route {
+        Route { name: String::new(), target_node: node.into(), destination_cidr: cidr.into(), blackhole }
+    }
+
+    #[test]
+    fn the_plan_creates_missing_routes_and_deletes_only_unwanted_ones_it_owns() {
+        let cidrs = vec!["10.244.0.0/16".parse().unwrap()];
+        let wanted: BTreeMap<String, (String, ())> = [
+            ("10.244.1.0/24".to_string(), ("a".to_string(), ())),
+            ("10.244.2.0/24".to_string(), ("b".to_string(), ())),
+            ("10.244.3.0/24".to_string(), ("c".to_string(), ())),
+        ]
+        .into();
+        let existing = vec![
+            route("10.244.1.0/24", "a", false),    // as wanted
+            route("10.244.2.0/24", "old", false),  // to the wrong Node
+            route("10.244.3.0/24", "c", true),     // blackholed
+            route("10.244.9.0/24", "gone", false), // nobody's
+            route("192.168.0.0/16", "nat", false), // outside the cluster CIDRs: not ours
+        ];
+        let plan = plan(&existing, &wanted, &cidrs);
+        let deleted: Vec<&str> = plan.delete.iter().map(|r| r.destination_cidr.as_str()).collect();
+        assert_eq!(deleted, ["10.244.2.0/24", "10.244.3.0/24", "10.244.9.0/24"]);
+        assert_eq!(plan.create, [("10.244.2.0/24".into(), "b".into()), ("10.244.3.0/24".into(), "c".into())]);
+        assert_eq!(
+            super::plan(
+                &[route("10.244.1.0/24", "a", false)],
+                &wanted.iter().take(1).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                &cidrs
+            ),
+            RoutePlan::default()
+        );
     }
 }

@@ -65,6 +65,47 @@ fn launch(
     leader_elect: bool,
     extra: &[&str],
 ) -> Result<CcmProcess> {
+    let (args, envs) = command_line(cluster, cloud_config, endpoint, imds, kubeconfig, leader_elect, extra)?;
+    CcmProcess::start(&args, &envs)
+}
+
+/// What `cloud-controller-manager plan` printed, and its exit code.
+#[derive(Debug)]
+pub struct PlanRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cloud-controller-manager plan` with the flags [`start`] gives the controller, plus
+/// `extra` (`--output=json`, `--service=…`), through the proxy.
+pub fn plan(cluster: &TestCluster, cloud_config: &str, extra: &[&str]) -> Result<PlanRun> {
+    let plane = ccm_e2e::ControlPlane::shared();
+    let (args, envs) =
+        command_line(cluster, cloud_config, cluster.proxy.endpoint(), None, plane.kubeconfig_path(), false, extra)?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-controller-manager"))
+        .arg("plan")
+        .args(&args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .context("running cloud-controller-manager plan")?;
+    Ok(PlanRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+#[allow(clippy::type_complexity)]
+fn command_line(
+    cluster: &TestCluster,
+    cloud_config: &str,
+    endpoint: &str,
+    imds: Option<&ImdsStub>,
+    kubeconfig: &std::path::Path,
+    leader_elect: bool,
+    extra: &[&str],
+) -> Result<(Vec<String>, Vec<(&'static str, String)>)> {
     let path = std::env::temp_dir().join(format!("{}-cloud.conf", cluster.id));
     std::fs::write(&path, cloud_config)?;
     let mut args: Vec<String> = [
@@ -94,7 +135,7 @@ fn launch(
     // Never the real 169.254.169.254: a stub, or a closed port when the test wants none.
     let imds_endpoint = imds.map_or_else(|| "http://127.0.0.1:9".to_string(), |s| s.endpoint().to_string());
     envs.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint));
-    CcmProcess::start(&args, &envs)
+    Ok((args, envs))
 }
 
 pub fn tainted(node: &Node) -> bool {

@@ -34,7 +34,7 @@ pub use error::{CloudError, Retry};
 pub use fence::{Fence, Fenced};
 pub use instances::{AddressType, InstanceMetadata, Instances, NodeAddress, NodeInfo};
 pub use load_balancers::{
-    IngressPoint, LoadBalancerStatus, LoadBalancers, Protocol, ServiceInfo, ServicePort, TrafficPolicy,
+    IngressPoint, LoadBalancerStatus, LoadBalancers, PlannedChange, Protocol, ServiceInfo, ServicePort, TrafficPolicy,
 };
 pub use routes::{Route, Routes};
 

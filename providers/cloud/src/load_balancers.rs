@@ -97,6 +97,28 @@ pub struct LoadBalancerStatus {
     pub warnings: Vec<String>,
 }
 
+/// One write a provider would make to bring a load balancer in line with its Service: what
+/// `cloud-controller-manager plan` prints. `operation` is the cloud API call
+/// (`aws/elb.CreateLoadBalancerListeners`), `target` the object it changes, `detail` its
+/// parameters in short, `reason` why it is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedChange {
+    pub operation: String,
+    pub target: String,
+    pub detail: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for PlannedChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.operation, self.target)?;
+        if !self.detail.is_empty() {
+            write!(f, " {}", self.detail)?;
+        }
+        write!(f, "  # {}", self.reason)
+    }
+}
+
 /// Load balancers: what the service controller needs.
 pub trait LoadBalancers: Send + Sync + 'static {
     /// The status of the load balancer this Service has, or `None` if it has none.
@@ -116,6 +138,17 @@ pub trait LoadBalancers: Send + Sync + 'static {
         service: &ServiceInfo,
         nodes: &[NodeInfo],
     ) -> impl Future<Output = Result<LoadBalancerStatus, CloudError>> + Send;
+
+    /// The writes [`LoadBalancers::ensure`] would make now, without making them (only reads):
+    /// empty when the load balancer already matches. `ImplementedElsewhere` as for `ensure`.
+    fn plan(
+        &self,
+        _cluster_name: &str,
+        _service: &ServiceInfo,
+        _nodes: &[NodeInfo],
+    ) -> impl Future<Output = Result<Vec<PlannedChange>, CloudError>> + Send {
+        async { Err(CloudError::invalid("plan", "this cloud provider cannot plan load balancers")) }
+    }
 
     /// Points the existing load balancer at `nodes` (the node set changed; nothing else did).
     fn update_hosts(

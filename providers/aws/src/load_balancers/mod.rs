@@ -9,16 +9,17 @@
 //! UID, and everything it owns is found by name and tags.
 
 pub mod annotations;
+mod apply;
 mod classic;
 pub mod names;
 mod nlb;
+pub mod plan;
 pub mod security_groups;
 pub mod service_config;
 pub mod subnets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_ec2::types::{Instance, InstanceStateName, SecurityGroup};
 use cloud_provider::{CloudError, LoadBalancerStatus, LoadBalancers, NodeInfo, ServiceInfo};
@@ -30,7 +31,6 @@ use crate::errors::AwsError;
 use crate::instance_cache::InstanceCache;
 use crate::instances::AwsInstances;
 use crate::tags::ClusterTags;
-use security_groups::Rule;
 use service_config::{Kind, LbConfig, Parsed};
 
 pub use classic::OPERATIONS as ELB_OPERATIONS;
@@ -278,51 +278,10 @@ impl AwsLoadBalancers {
         self.cluster.is_owned(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
     }
 
-    /// Classic ELB: every target's node group admits all traffic from the ELB's (first) group.
-    /// With `exclusive` (the group is this load balancer's own `k8s-elb-…`), cluster groups no
-    /// target needs any more lose that rule. A group shared with other load balancers
-    /// (`ElbSecurityGroup`, a `security-groups` annotation) is never revoked here: another
-    /// Service may need the rule on any node group; its deletion decides.
-    pub(crate) async fn ensure_node_group_references(
-        &self,
-        lb_group: &str,
-        instances: &[Instance],
-        exclusive: bool,
-    ) -> Result<(), CloudError> {
-        let wanted = self.node_groups(instances).await?;
-        let rule = Rule::all_from_group(lb_group);
-        for group in &wanted {
-            let has = security_groups::ingress(group).iter().any(|r| r.identity() == rule.identity());
-            if !has {
-                self.ec2.authorize_ingress(group.group_id().unwrap_or_default(), vec![rule.to_permission()]).await?;
-            }
-        }
-        if !exclusive {
-            return Ok(());
-        }
-        let referencing =
-            self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [lb_group])]).await?;
-        for group in referencing {
-            let id = group.group_id().unwrap_or_default();
-            if self.is_cluster_group(&group) && !wanted.iter().any(|w| w.group_id() == Some(id)) {
-                self.ec2.revoke_ingress(id, vec![rule.to_permission()]).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes the rule this controller adds for a Classic ELB, "all traffic from `group`",
-    /// from every group in the VPC that has it. Other rules referencing `group` were written by
-    /// someone else and stay.
-    pub(crate) async fn revoke_our_references_to(&self, group: &str) -> Result<(), CloudError> {
-        let rule = Rule::all_from_group(group);
-        let referencing = self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [group])]).await?;
-        for g in referencing {
-            if security_groups::ingress(&g).iter().any(|r| r.identity() == rule.identity()) {
-                self.ec2.revoke_ingress(g.group_id().unwrap_or_default(), vec![rule.to_permission()]).await?;
-            }
-        }
-        Ok(())
+    /// The group named `name` in the cluster's VPC, if any.
+    pub(crate) async fn group_named(&self, name: &str) -> Result<Option<SecurityGroup>, CloudError> {
+        let filters = vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])];
+        Ok(self.ec2.security_groups(Vec::new(), filters).await?.into_iter().next())
     }
 
     /// Finds or creates an owned group named `name` in the VPC (read-repairing its cluster tag).
@@ -378,40 +337,14 @@ impl AwsLoadBalancers {
 
     /// Deletes owned groups; one still in use means "come back later", never a wait here.
     pub(crate) async fn delete_groups(&self, groups: &[SecurityGroup]) -> Result<(), CloudError> {
-        for group in groups {
-            let id = group.group_id().unwrap_or_default();
-            match self.ec2.delete_security_group(id).await {
-                Ok(()) => {}
-                Err(err) if err.is_not_found() => {}
-                Err(err) if err.has_code("DependencyViolation") => {
-                    // Still attached (a load balancer's interfaces go a little after it), or
-                    // referenced by rules this controller did not write, which it leaves alone.
-                    let referencing: Vec<String> = self
-                        .ec2
-                        .security_groups(Vec::new(), vec![filter("ip-permission.group-id", [id])])
-                        .await
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|g| g.group_id().map(String::from))
-                        .collect();
-                    let why = if referencing.is_empty() {
-                        "is still in use".to_string()
-                    } else {
-                        format!(
-                            "is still referenced by rules in {} that this controller did not write (remove them to let it go)",
-                            referencing.join(", ")
-                        )
-                    };
-                    return Err(CloudError::retry_after(
-                        "aws/lb.delete_security_group",
-                        format!("security group {id} {why}; deleting it again shortly"),
-                        Duration::from_secs(10),
-                    ));
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Ok(())
+        let plan: Vec<plan::Change> = groups
+            .iter()
+            .map(|g| {
+                let group = g.group_id().unwrap_or_default().to_string();
+                plan::Change::new(plan::Action::DeleteSecurityGroup { group }, "owned by the deleted load balancer")
+            })
+            .collect();
+        self.apply(&plan).await.map(|_| ())
     }
 
     /// The Service's config, or `None` when another controller owns it. Settings of the
@@ -536,6 +469,30 @@ impl LoadBalancers for AwsLoadBalancers {
         self.ensured.lock().expect("lock").insert(cfg.uid.clone(), cfg.kind);
         status.warnings = warnings;
         Ok(status)
+    }
+
+    async fn plan(
+        &self,
+        _cluster: &str,
+        service: &ServiceInfo,
+        nodes: &[NodeInfo],
+    ) -> Result<Vec<cloud_provider::PlannedChange>, CloudError> {
+        let (service, _) = self.keep_existing_nlb(service).await?;
+        let Some((cfg, _)) = self.parse(&service)? else { return Err(CloudError::ImplementedElsewhere) };
+        let name = names::load_balancer_name(&cfg.uid);
+        let plan = match cfg.kind {
+            Kind::Classic if self.nlb_describe(&name).await?.is_some() => {
+                return Err(CloudError::invalid(
+                    "aws/lb.plan",
+                    "the Service has an NLB and asks for a Classic ELB: planning a type change is not supported yet",
+                ));
+            }
+            Kind::Classic => self.classic_plan(&cfg, nodes).await?,
+            Kind::Nlb => {
+                return Err(CloudError::invalid("aws/lb.plan", "planning NLBs is not supported yet"));
+            }
+        };
+        Ok(plan.iter().map(cloud_provider::PlannedChange::from).collect())
     }
 
     async fn update_hosts(&self, cluster: &str, service: &ServiceInfo, nodes: &[NodeInfo]) -> Result<(), CloudError> {

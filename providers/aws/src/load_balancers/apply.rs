@@ -1,0 +1,229 @@
+//! Executing a [`Change`] list: in order, stopping at the first failure (the next sync observes
+//! again and plans what is still missing).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancing::types::{Instance as ElbInstance, Listener, PolicyAttribute, Tag};
+use cloud_provider::CloudError;
+
+use super::AwsLoadBalancers;
+use super::plan::{Action, Change, ClassicListener, GroupRef};
+use super::security_groups::Rule;
+
+/// What applying a plan learned that the plan could not know.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// Security groups the plan created: name → ID.
+    pub groups: HashMap<String, String>,
+    /// The DNS name of a load balancer the plan created.
+    pub dns_name: Option<String>,
+}
+
+impl Applied {
+    fn group(&self, group: &GroupRef) -> Result<String, CloudError> {
+        match group {
+            GroupRef::Id(id) => Ok(id.clone()),
+            GroupRef::New(name) => self.groups.get(name).cloned().ok_or_else(|| {
+                CloudError::transient("aws/lb.apply", format!("security group {name} was not created before its use"))
+            }),
+        }
+    }
+
+    fn groups(&self, groups: &[GroupRef]) -> Result<Vec<String>, CloudError> {
+        groups.iter().map(|g| self.group(g)).collect()
+    }
+}
+
+fn listener(l: &ClassicListener) -> Listener {
+    Listener::builder()
+        .protocol(&l.protocol)
+        .load_balancer_port(l.port)
+        .instance_protocol(&l.instance_protocol)
+        .instance_port(l.instance_port)
+        .set_ssl_certificate_id(l.certificate.clone())
+        .build()
+        .expect("protocol and ports are set")
+}
+
+fn elb_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key")).collect()
+}
+
+fn instances(ids: &[String]) -> Vec<ElbInstance> {
+    ids.iter().map(|id| ElbInstance::builder().instance_id(id).build()).collect()
+}
+
+fn permissions(rules: &[Rule]) -> Vec<aws_sdk_ec2::types::IpPermission> {
+    rules.iter().map(Rule::to_permission).collect()
+}
+
+impl AwsLoadBalancers {
+    /// Executes `plan` in order; the first failure stops it.
+    pub(crate) async fn apply(&self, plan: &[Change]) -> Result<Applied, CloudError> {
+        let mut applied = Applied::default();
+        for change in plan {
+            tracing::debug!(op = change.action.operation(), reason = %change.reason, "applying");
+            self.apply_one(&change.action, &mut applied).await?;
+        }
+        Ok(applied)
+    }
+
+    async fn apply_one(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
+        let op = action.operation();
+        match action {
+            Action::CreateSecurityGroup { name, description, tags } => {
+                let id = match self.ec2.create_security_group(name, description, &self.vpc_id, tags).await {
+                    Ok(id) => id,
+                    // Made meanwhile (a concurrent sync): use it.
+                    Err(err) if err.has_code("InvalidGroup.Duplicate") => self
+                        .group_named(name)
+                        .await?
+                        .and_then(|g| g.group_id().map(String::from))
+                        .ok_or_else(|| CloudError::transient(op, format!("{name} exists but cannot be found")))?,
+                    Err(err) => return Err(err.into()),
+                };
+                applied.groups.insert(name.clone(), id);
+            }
+            Action::TagSecurityGroup { group, tags } => self.ec2.create_tags(group, tags).await?,
+            Action::AuthorizeIngress { group, rules } => {
+                self.ec2.authorize_ingress(&applied.group(group)?, permissions(rules)).await?
+            }
+            Action::RevokeIngress { group, rules } => {
+                self.ec2.revoke_ingress(&applied.group(group)?, permissions(rules)).await?
+            }
+            Action::AdmitGroup { group, from } => {
+                let rule = Rule::all_from_group(&applied.group(from)?);
+                self.ec2.authorize_ingress(group, vec![rule.to_permission()]).await?
+            }
+            Action::DeleteSecurityGroup { group } => self.delete_group(group).await?,
+            Action::ElbCreate { name, internal, listeners, subnets, groups, tags } => {
+                let mut r = self
+                    .elb
+                    .create_load_balancer()
+                    .load_balancer_name(name)
+                    .set_listeners(Some(listeners.iter().map(listener).collect()))
+                    .set_subnets(Some(subnets.clone()))
+                    .set_security_groups(Some(applied.groups(groups)?))
+                    .set_tags(Some(elb_tags(tags)));
+                if *internal {
+                    r = r.scheme("internal");
+                }
+                let out = self.calls.run(op, r.send()).await?;
+                applied.dns_name = out.dns_name().map(String::from);
+            }
+            Action::ElbAttachSubnets { name, subnets } => {
+                let r = self.elb.attach_load_balancer_to_subnets().load_balancer_name(name);
+                self.calls.run(op, r.set_subnets(Some(subnets.clone())).send()).await?;
+            }
+            Action::ElbDetachSubnets { name, subnets } => {
+                let r = self.elb.detach_load_balancer_from_subnets().load_balancer_name(name);
+                self.calls.run(op, r.set_subnets(Some(subnets.clone())).send()).await?;
+            }
+            Action::ElbApplySecurityGroups { name, groups } => {
+                let r = self.elb.apply_security_groups_to_load_balancer().load_balancer_name(name);
+                self.calls.run(op, r.set_security_groups(Some(applied.groups(groups)?)).send()).await?;
+            }
+            Action::ElbDeleteListeners { name, ports } => {
+                let r = self.elb.delete_load_balancer_listeners().load_balancer_name(name);
+                self.calls.run(op, r.set_load_balancer_ports(Some(ports.clone())).send()).await?;
+            }
+            Action::ElbCreateListeners { name, listeners } => {
+                let r = self.elb.create_load_balancer_listeners().load_balancer_name(name);
+                self.calls.run(op, r.set_listeners(Some(listeners.iter().map(listener).collect())).send()).await?;
+            }
+            Action::ElbAddTags { name, tags } => {
+                let r = self.elb.add_tags().load_balancer_names(name).set_tags(Some(elb_tags(tags)));
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::ElbCreatePolicy { name, policy, policy_type, attribute } => {
+                let r = self
+                    .elb
+                    .create_load_balancer_policy()
+                    .load_balancer_name(name)
+                    .policy_name(policy)
+                    .policy_type_name(policy_type)
+                    .policy_attributes(
+                        PolicyAttribute::builder().attribute_name(&attribute.0).attribute_value(&attribute.1).build(),
+                    );
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::ElbSetBackendPolicies { name, instance_port, policies } => {
+                let r = self
+                    .elb
+                    .set_load_balancer_policies_for_backend_server()
+                    .load_balancer_name(name)
+                    .instance_port(*instance_port)
+                    .set_policy_names(Some(policies.clone()));
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::ElbSetListenerPolicies { name, port, policies } => {
+                let r = self
+                    .elb
+                    .set_load_balancer_policies_of_listener()
+                    .load_balancer_name(name)
+                    .load_balancer_port(*port)
+                    .set_policy_names(Some(policies.clone()));
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::ElbModifyAttributes { name, attributes } => {
+                let r = self
+                    .elb
+                    .modify_load_balancer_attributes()
+                    .load_balancer_name(name)
+                    .load_balancer_attributes(attributes.clone());
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::ElbConfigureHealthCheck { name, check } => {
+                let r = self.elb.configure_health_check().load_balancer_name(name).health_check(check.clone());
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::ElbDeregister { name, instances: ids } => {
+                let r = self.elb.deregister_instances_from_load_balancer().load_balancer_name(name);
+                self.calls.run(op, r.set_instances(Some(instances(ids))).send()).await?;
+            }
+            Action::ElbRegister { name, instances: ids } => {
+                let r = self.elb.register_instances_with_load_balancer().load_balancer_name(name);
+                self.calls.run(op, r.set_instances(Some(instances(ids))).send()).await?;
+            }
+            Action::ElbDelete { name } => {
+                self.calls.run(op, self.elb.delete_load_balancer().load_balancer_name(name).send()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes an owned group; one still in use means "come back later", never a wait here.
+    async fn delete_group(&self, id: &str) -> Result<(), CloudError> {
+        match self.ec2.delete_security_group(id).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_not_found() => Ok(()),
+            Err(err) if err.has_code("DependencyViolation") => {
+                // Still attached (a load balancer's interfaces go a little after it), or
+                // referenced by rules this controller did not write, which it leaves alone.
+                let referencing: Vec<String> = self
+                    .ec2
+                    .security_groups(Vec::new(), vec![crate::ec2::filter("ip-permission.group-id", [id])])
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(String::from))
+                    .collect();
+                let why = if referencing.is_empty() {
+                    "is still in use".to_string()
+                } else {
+                    format!(
+                        "is still referenced by rules in {} that this controller did not write (remove them to let it go)",
+                        referencing.join(", ")
+                    )
+                };
+                Err(CloudError::retry_after(
+                    "aws/lb.delete_security_group",
+                    format!("security group {id} {why}; deleting it again shortly"),
+                    Duration::from_secs(10),
+                ))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Classic ELB: listeners, security groups, attributes, health check, node rules, instances.
+//!
+//! Every sync is `observe` (reads, batched with concurrent syncs where AWS allows), a pure
+//! [`plan`] of the writes that close the gap, and `apply` of that plan: a re-ensure with
+//! nothing changed plans, and so makes, no write.
+
+pub(crate) mod plan;
+#[cfg(test)]
+mod plan_tests;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::SecurityGroup;
+use aws_sdk_elasticloadbalancing::types::LoadBalancerDescription;
+use cloud_provider::{CloudError, IngressPoint, LoadBalancerStatus, NodeInfo};
+
+use super::plan::{Action, Change, GroupRef};
+use super::security_groups::{self, Rule};
+use super::service_config::LbConfig;
+use super::{AwsLoadBalancers, names};
+use crate::ec2::filter;
+use crate::errors::AwsError;
+use plan::{Desired, Observed};
+
+/// Every ELB (classic) operation this module calls.
+pub const OPERATIONS: [&str; 18] = [
+    "DescribeLoadBalancers",
+    "DescribeTags",
+    "CreateLoadBalancer",
+    "DeleteLoadBalancer",
+    "AttachLoadBalancerToSubnets",
+    "DetachLoadBalancerFromSubnets",
+    "ApplySecurityGroupsToLoadBalancer",
+    "CreateLoadBalancerListeners",
+    "DeleteLoadBalancerListeners",
+    "ConfigureHealthCheck",
+    "DescribeLoadBalancerAttributes",
+    "ModifyLoadBalancerAttributes",
+    "RegisterInstancesWithLoadBalancer",
+    "DeregisterInstancesFromLoadBalancer",
+    "AddTags",
+    "CreateLoadBalancerPolicy",
+    "SetLoadBalancerPoliciesForBackendServer",
+    "SetLoadBalancerPoliciesOfListener",
+];
+
+/// What a deletion needs to know.
+#[derive(Debug, Default)]
+pub(crate) struct DeleteObserved {
+    pub lb: Option<LoadBalancerDescription>,
+    /// `k8s-elb-<name>` groups owned by the cluster.
+    pub own: Vec<SecurityGroup>,
+    /// For each group whose node rules this deletion revokes, the groups with rules from it.
+    pub referencing: BTreeMap<String, Vec<SecurityGroup>>,
+}
+
+impl AwsLoadBalancers {
+    /// Describes by name, batched with concurrent callers (see `describe_batch`).
+    pub(crate) async fn classic_describe(&self, name: &str) -> Result<Option<LoadBalancerDescription>, AwsError> {
+        self.classic_batch.get(name).await
+    }
+
+    fn classic_desired<'a>(&'a self, cfg: &'a LbConfig) -> Desired<'a> {
+        Desired { cfg, settings: &self.settings, cluster: &self.cluster, tags: self.resource_tags(cfg) }
+    }
+
+    /// Reads everything planning a Classic ELB for `cfg` needs. `full`: also what only a full
+    /// ensure needs (subnets, tags, attributes, its own group); otherwise only the targets.
+    async fn classic_observe(&self, cfg: &LbConfig, nodes: &[NodeInfo], full: bool) -> Result<Observed, CloudError> {
+        let name = names::load_balancer_name(&cfg.uid);
+        let lb = self.classic_describe(&name).await?;
+        let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
+        let node_groups = if self.settings.disable_security_group_ingress {
+            Vec::new()
+        } else {
+            self.node_groups(&instances).await?
+        };
+        let mut observed = Observed {
+            instances: instances.iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
+            node_groups,
+            ..Default::default()
+        };
+        let own_group_used = cfg.security_groups.is_empty() && self.settings.elb_security_group.is_none();
+        if full {
+            observed.subnets = self.subnets_for(cfg).await?;
+            if own_group_used {
+                observed.own_group = self.group_named(&names::classic_security_group_name(&name)).await?;
+            }
+            if lb.is_some() {
+                observed.tags = self.classic_tags(&name).await?;
+                let r = self.elb.describe_load_balancer_attributes().load_balancer_name(&name);
+                let out = self.calls.run("aws/elb.DescribeLoadBalancerAttributes", r.send()).await?;
+                observed.attributes = out.load_balancer_attributes().cloned();
+            }
+        }
+        let own_group_id = match (&observed.own_group, &lb) {
+            (Some(g), _) => g.group_id().map(String::from),
+            (None, Some(lb)) if !full => lb.security_groups().first().cloned(),
+            _ => None,
+        };
+        if own_group_used
+            && !self.settings.disable_security_group_ingress
+            && let Some(id) = own_group_id
+        {
+            observed.referencing = self.groups_referencing(&id).await?;
+        }
+        observed.lb = lb;
+        Ok(observed)
+    }
+
+    async fn classic_tags(&self, name: &str) -> Result<Vec<(String, String)>, CloudError> {
+        let out =
+            self.calls.run("aws/elb.DescribeTags", self.elb.describe_tags().load_balancer_names(name).send()).await?;
+        Ok(out
+            .tag_descriptions()
+            .iter()
+            .flat_map(|d| d.tags())
+            .map(|t| (t.key().to_string(), t.value().unwrap_or_default().to_string()))
+            .collect())
+    }
+
+    pub(crate) async fn groups_referencing(&self, group: &str) -> Result<Vec<SecurityGroup>, CloudError> {
+        Ok(self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [group])]).await?)
+    }
+
+    pub(crate) async fn classic_plan(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<Vec<Change>, CloudError> {
+        let observed = self.classic_observe(cfg, nodes, true).await?;
+        plan::ensure(&self.classic_desired(cfg), &observed)
+    }
+
+    pub(crate) async fn classic_ensure(
+        &self,
+        cfg: &LbConfig,
+        nodes: &[NodeInfo],
+    ) -> Result<LoadBalancerStatus, CloudError> {
+        let observed = self.classic_observe(cfg, nodes, true).await?;
+        let plan = plan::ensure(&self.classic_desired(cfg), &observed)?;
+        let applied = self.apply(&plan).await?;
+        let dns = observed.lb.as_ref().and_then(|lb| lb.dns_name().map(String::from)).or(applied.dns_name);
+        Ok(LoadBalancerStatus {
+            ingress: dns.map(|d| vec![IngressPoint::hostname(d)]).unwrap_or_default(),
+            warnings: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn classic_update_hosts(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<(), CloudError> {
+        let observed = self.classic_observe(cfg, nodes, false).await?;
+        if observed.lb.is_none() {
+            let name = names::load_balancer_name(&cfg.uid);
+            return Err(CloudError::transient("aws/elb.update_hosts", format!("load balancer {name} not found")));
+        }
+        self.apply(&plan::hosts(&self.classic_desired(cfg), &observed)).await.map(|_| ())
+    }
+
+    /// Registers and deregisters instances so that exactly `instances` are behind the ELB (the
+    /// targets of a Service whose annotations are invalid: nothing else changes).
+    pub(crate) async fn classic_register(
+        &self,
+        name: &str,
+        lb: &LoadBalancerDescription,
+        instances: &[aws_sdk_ec2::types::Instance],
+    ) -> Result<(), CloudError> {
+        let observed = Observed {
+            lb: Some(lb.clone()),
+            instances: instances.iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
+            ..Default::default()
+        };
+        self.apply(&plan::register(name, &observed)).await.map(|_| ())
+    }
+
+    /// Deletes the Classic ELB named after `uid` and what this controller made for it, whatever
+    /// the Service's annotations say now: the ELB, its own `k8s-elb-…` group (found by name and
+    /// the `owned` tag, never a group a user or the cloud-config gave it), and the node-group
+    /// rules admitting traffic from its group. Idempotent: each piece is found again on every
+    /// call.
+    pub(crate) async fn classic_delete(&self, uid: &str) -> Result<(), CloudError> {
+        let name = names::load_balancer_name(uid);
+        let mut observed = DeleteObserved {
+            lb: self.classic_describe(&name).await?,
+            own: self.owned_groups_named(&names::classic_security_group_name(&name)).await?,
+            ..Default::default()
+        };
+        let mut _serialized = None;
+        if !self.settings.disable_security_group_ingress {
+            for group in &observed.own {
+                let id = group.group_id().unwrap_or_default();
+                observed.referencing.insert(id.to_string(), self.groups_referencing(id).await?);
+            }
+            // A group the user or the cloud-config gave: its node rules go only with the last
+            // of this cluster's load balancers that use it. Deletions of ELBs sharing a group
+            // are serialized from this look until the ELB is gone, so the last one sees the
+            // others gone.
+            if let Some(primary) = observed.lb.as_ref().and_then(|lb| lb.security_groups().first()).cloned()
+                && !observed.own.iter().any(|g| g.group_id() == Some(primary.as_str()))
+            {
+                let guard = self.shared_group_deletions.lock().await;
+                if !self.classic_group_used_elsewhere(&primary, &name).await? {
+                    observed.referencing.insert(primary.clone(), self.groups_referencing(&primary).await?);
+                }
+                _serialized = Some(guard);
+            }
+        }
+        self.apply(&plan_delete(&name, &observed)).await.map(|_| ())
+    }
+
+    /// Whether another of this cluster's Classic ELBs (not `except`) sends its traffic from
+    /// `group` (it is their first group).
+    async fn classic_group_used_elsewhere(&self, group: &str, except: &str) -> Result<bool, CloudError> {
+        let mut candidates = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let r = self.elb.describe_load_balancers().set_marker(marker.clone());
+            let page = self.calls.run("aws/elb.DescribeLoadBalancers", r.send()).await?;
+            candidates.extend(
+                page.load_balancer_descriptions()
+                    .iter()
+                    .filter(|d| d.load_balancer_name() != Some(except))
+                    .filter(|d| d.security_groups().first().map(String::as_str) == Some(group))
+                    .filter_map(|d| d.load_balancer_name().map(String::from)),
+            );
+            marker = page.next_marker().filter(|m| !m.is_empty()).map(String::from);
+            if marker.is_none() {
+                break;
+            }
+        }
+        for chunk in candidates.chunks(20) {
+            let r = self.elb.describe_tags().set_load_balancer_names(Some(chunk.to_vec()));
+            let tags = self.calls.run("aws/elb.DescribeTags", r.send()).await?;
+            for d in tags.tag_descriptions() {
+                if self.cluster.is_cluster(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default()))) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The writes that delete a Classic ELB: our node rules from each group in
+/// `observed.referencing`, the ELB, its own groups.
+pub(crate) fn plan_delete(name: &str, observed: &DeleteObserved) -> Vec<Change> {
+    let mut plan = Vec::new();
+    for (from, groups) in &observed.referencing {
+        let rule = Rule::all_from_group(from);
+        let ours = |g: &&SecurityGroup| security_groups::ingress(g).iter().any(|r| r.identity() == rule.identity());
+        for g in groups.iter().filter(ours) {
+            plan.push(Change::new(
+                Action::RevokeIngress {
+                    group: GroupRef::Id(g.group_id().unwrap_or_default().into()),
+                    rules: vec![rule.clone()],
+                },
+                format!("the node rule admitting {from}, whose load balancer is being deleted"),
+            ));
+        }
+    }
+    if observed.lb.is_some() {
+        plan.push(Change::new(Action::ElbDelete { name: name.into() }, "the Service no longer wants a load balancer"));
+    }
+    for group in &observed.own {
+        plan.push(Change::new(
+            Action::DeleteSecurityGroup { group: group.group_id().unwrap_or_default().into() },
+            "the deleted load balancer's own group",
+        ));
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use cloud_provider::{Protocol, ServiceInfo, ServicePort};
+
+    use super::super::service_config::{Parsed, parse};
+    use super::*;
+
+    fn config(annotations: &[(&str, &str)]) -> LbConfig {
+        let service = ServiceInfo {
+            uid: "u".into(),
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ports: vec![
+                ServicePort { name: Some("https".into()), protocol: Protocol::Tcp, port: 443, node_port: 30443 },
+                ServicePort { name: Some("http".into()), protocol: Protocol::Tcp, port: 80, node_port: 30080 },
+            ],
+            ..Default::default()
+        };
+        match parse(&service) {
+            Parsed::Ok { config, .. } => *config,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn protocols(cfg: &LbConfig) -> Vec<(String, String, Option<String>)> {
+        plan::listeners(cfg).into_iter().map(|l| (l.protocol, l.instance_protocol, l.certificate)).collect()
+    }
+
+    const CERT: &str = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
+    const SSL_CERT: &str = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert";
+    const SSL_PORTS: &str = "service.beta.kubernetes.io/aws-load-balancer-ssl-ports";
+    const BACKEND: &str = "service.beta.kubernetes.io/aws-load-balancer-backend-protocol";
+
+    #[test]
+    fn listeners_follow_upstreams_protocol_table() {
+        let tcp = ("TCP".to_string(), "TCP".to_string(), None);
+        assert_eq!(protocols(&config(&[])), [tcp.clone(), tcp.clone()]);
+        let http = ("HTTP".to_string(), "HTTP".to_string(), None);
+        assert_eq!(protocols(&config(&[(BACKEND, "http")])), [http.clone(), http.clone()]);
+        // A certificate on one port: SSL in front, TCP behind without a backend annotation.
+        let ssl = ("SSL".to_string(), "TCP".to_string(), Some(CERT.to_string()));
+        assert_eq!(protocols(&config(&[(SSL_CERT, CERT), (SSL_PORTS, "443")])), [ssl, tcp.clone()]);
+        // http/https backends make an HTTPS listener where the certificate applies.
+        let https_http = ("HTTPS".to_string(), "HTTP".to_string(), Some(CERT.to_string()));
+        assert_eq!(
+            protocols(&config(&[(SSL_CERT, CERT), (SSL_PORTS, "https"), (BACKEND, "http")])),
+            [https_http, http]
+        );
+        let ssl_ssl = ("SSL".to_string(), "SSL".to_string(), Some(CERT.to_string()));
+        assert_eq!(protocols(&config(&[(SSL_CERT, CERT), (BACKEND, "ssl")])), [ssl_ssl.clone(), ssl_ssl]);
+        // https backend without a certificate: plain TCP, as upstream.
+        assert_eq!(protocols(&config(&[(BACKEND, "https")])), [tcp.clone(), tcp]);
+    }
+}

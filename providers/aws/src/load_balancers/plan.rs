@@ -1,0 +1,329 @@
+//! A plan: the typed list of AWS writes that brings a load balancer in line with its Service.
+//!
+//! Planners (`classic::plan`, ...) are pure functions of what the Service asks for and what
+//! AWS has (read beforehand, in an `observe` step); [`AwsLoadBalancers::apply`](super::AwsLoadBalancers)
+//! executes a plan in order and stops at the first failure. Each [`Change`] is one AWS
+//! operation with its parameters and the reason it is needed, so a plan can be printed
+//! (`cloud-controller-manager plan`), compared in unit tests, and checked against the calls a
+//! run actually made.
+
+use aws_sdk_elasticloadbalancing::types::{HealthCheck, LoadBalancerAttributes};
+use cloud_provider::PlannedChange;
+
+use super::security_groups::{Rule, Source};
+
+/// A security group by ID, or one this plan creates (by name; its ID is known once created).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupRef {
+    Id(String),
+    New(String),
+}
+
+impl std::fmt::Display for GroupRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => f.write_str(id),
+            Self::New(name) => write!(f, "(new {name})"),
+        }
+    }
+}
+
+/// A Classic ELB listener, as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicListener {
+    pub protocol: String,
+    pub port: i32,
+    pub instance_protocol: String,
+    pub instance_port: i32,
+    pub certificate: Option<String>,
+}
+
+impl std::fmt::Display for ClassicListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}->{}:{}", self.protocol, self.port, self.instance_protocol, self.instance_port)?;
+        if let Some(cert) = &self.certificate {
+            write!(f, "[{cert}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// One AWS write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CreateSecurityGroup {
+        name: String,
+        description: String,
+        tags: Vec<(String, String)>,
+    },
+    /// Read-repair of the cluster tag on a group of ours that lost it.
+    TagSecurityGroup {
+        group: String,
+        tags: Vec<(String, String)>,
+    },
+    AuthorizeIngress {
+        group: GroupRef,
+        rules: Vec<Rule>,
+    },
+    RevokeIngress {
+        group: GroupRef,
+        rules: Vec<Rule>,
+    },
+    /// "All traffic from `from`" on `group`: a Classic ELB's node rule.
+    AdmitGroup {
+        group: String,
+        from: GroupRef,
+    },
+    DeleteSecurityGroup {
+        group: String,
+    },
+
+    ElbCreate {
+        name: String,
+        internal: bool,
+        listeners: Vec<ClassicListener>,
+        subnets: Vec<String>,
+        groups: Vec<GroupRef>,
+        tags: Vec<(String, String)>,
+    },
+    ElbAttachSubnets {
+        name: String,
+        subnets: Vec<String>,
+    },
+    ElbDetachSubnets {
+        name: String,
+        subnets: Vec<String>,
+    },
+    ElbApplySecurityGroups {
+        name: String,
+        groups: Vec<GroupRef>,
+    },
+    ElbDeleteListeners {
+        name: String,
+        ports: Vec<i32>,
+    },
+    ElbCreateListeners {
+        name: String,
+        listeners: Vec<ClassicListener>,
+    },
+    ElbAddTags {
+        name: String,
+        tags: Vec<(String, String)>,
+    },
+    ElbCreatePolicy {
+        name: String,
+        policy: String,
+        policy_type: String,
+        attribute: (String, String),
+    },
+    ElbSetBackendPolicies {
+        name: String,
+        instance_port: i32,
+        policies: Vec<String>,
+    },
+    ElbSetListenerPolicies {
+        name: String,
+        port: i32,
+        policies: Vec<String>,
+    },
+    ElbModifyAttributes {
+        name: String,
+        attributes: LoadBalancerAttributes,
+    },
+    ElbConfigureHealthCheck {
+        name: String,
+        check: HealthCheck,
+    },
+    ElbDeregister {
+        name: String,
+        instances: Vec<String>,
+    },
+    ElbRegister {
+        name: String,
+        instances: Vec<String>,
+    },
+    ElbDelete {
+        name: String,
+    },
+}
+
+/// An [`Action`] and why it is needed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    pub reason: String,
+}
+
+impl Change {
+    pub fn new(action: Action, reason: impl Into<String>) -> Self {
+        Self { action, reason: reason.into() }
+    }
+}
+
+fn tags(tags: &[(String, String)]) -> String {
+    let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("tags {{{}}}", pairs.join(", "))
+}
+
+fn rule(r: &Rule) -> String {
+    let ports = match r.protocol.as_str() {
+        "-1" => "all".to_string(),
+        "icmp" => format!("icmp {}/{}", r.from, r.to),
+        p if r.from == r.to => format!("{p}/{}", r.from),
+        p => format!("{p}/{}-{}", r.from, r.to),
+    };
+    let source = match &r.source {
+        Source::Cidr(c) => c.clone(),
+        Source::Group(g) => g.clone(),
+    };
+    match &r.description {
+        Some(d) => format!("{ports} from {source} ({d})"),
+        None => format!("{ports} from {source}"),
+    }
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn health(h: &HealthCheck) -> String {
+    format!(
+        "{} interval {}s timeout {}s healthy {} unhealthy {}",
+        h.target(),
+        h.interval(),
+        h.timeout(),
+        h.healthy_threshold(),
+        h.unhealthy_threshold()
+    )
+}
+
+fn attributes(a: &LoadBalancerAttributes) -> String {
+    let mut out = Vec::new();
+    if let Some(c) = a.cross_zone_load_balancing() {
+        out.push(format!("cross-zone={}", c.enabled()));
+    }
+    if let Some(d) = a.connection_draining() {
+        out.push(match d.timeout() {
+            Some(t) => format!("draining={} ({t}s)", d.enabled()),
+            None => format!("draining={}", d.enabled()),
+        });
+    }
+    if let Some(s) = a.connection_settings() {
+        out.push(format!("idle-timeout={}s", s.idle_timeout()));
+    }
+    if let Some(l) = a.access_log() {
+        let mut log = format!("access-log={}", l.enabled());
+        if let Some(b) = l.s3_bucket_name() {
+            log.push_str(&format!(" s3://{b}/{}", l.s3_bucket_prefix().unwrap_or_default()));
+        }
+        if let Some(i) = l.emit_interval() {
+            log.push_str(&format!(" every {i}m"));
+        }
+        out.push(log);
+    }
+    out.join(", ")
+}
+
+impl Action {
+    /// The AWS operation, `aws/<service>.<Operation>`: the label `Calls::run` records.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::CreateSecurityGroup { .. } => "aws/ec2.CreateSecurityGroup",
+            Self::TagSecurityGroup { .. } => "aws/ec2.CreateTags",
+            Self::AuthorizeIngress { .. } => "aws/ec2.AuthorizeSecurityGroupIngress",
+            Self::RevokeIngress { .. } => "aws/ec2.RevokeSecurityGroupIngress",
+            Self::AdmitGroup { .. } => "aws/ec2.AuthorizeSecurityGroupIngress",
+            Self::DeleteSecurityGroup { .. } => "aws/ec2.DeleteSecurityGroup",
+            Self::ElbCreate { .. } => "aws/elb.CreateLoadBalancer",
+            Self::ElbAttachSubnets { .. } => "aws/elb.AttachLoadBalancerToSubnets",
+            Self::ElbDetachSubnets { .. } => "aws/elb.DetachLoadBalancerFromSubnets",
+            Self::ElbApplySecurityGroups { .. } => "aws/elb.ApplySecurityGroupsToLoadBalancer",
+            Self::ElbDeleteListeners { .. } => "aws/elb.DeleteLoadBalancerListeners",
+            Self::ElbCreateListeners { .. } => "aws/elb.CreateLoadBalancerListeners",
+            Self::ElbAddTags { .. } => "aws/elb.AddTags",
+            Self::ElbCreatePolicy { .. } => "aws/elb.CreateLoadBalancerPolicy",
+            Self::ElbSetBackendPolicies { .. } => "aws/elb.SetLoadBalancerPoliciesForBackendServer",
+            Self::ElbSetListenerPolicies { .. } => "aws/elb.SetLoadBalancerPoliciesOfListener",
+            Self::ElbModifyAttributes { .. } => "aws/elb.ModifyLoadBalancerAttributes",
+            Self::ElbConfigureHealthCheck { .. } => "aws/elb.ConfigureHealthCheck",
+            Self::ElbDeregister { .. } => "aws/elb.DeregisterInstancesFromLoadBalancer",
+            Self::ElbRegister { .. } => "aws/elb.RegisterInstancesWithLoadBalancer",
+            Self::ElbDelete { .. } => "aws/elb.DeleteLoadBalancer",
+        }
+    }
+
+    /// What the action changes, and its parameters in short.
+    fn target_and_detail(&self) -> (String, String) {
+        match self {
+            Self::CreateSecurityGroup { name, description, tags: t } => {
+                (name.clone(), format!("\"{description}\" {}", tags(t)))
+            }
+            Self::TagSecurityGroup { group, tags: t } => (group.clone(), tags(t)),
+            Self::AuthorizeIngress { group, rules } | Self::RevokeIngress { group, rules } => {
+                (group.to_string(), rules.iter().map(rule).collect::<Vec<_>>().join("; "))
+            }
+            Self::AdmitGroup { group, from } => (group.clone(), format!("all from {from}")),
+            Self::DeleteSecurityGroup { group } => (group.clone(), String::new()),
+            Self::ElbCreate { name, internal, listeners, subnets, groups, tags: t } => (
+                name.clone(),
+                format!(
+                    "{} listeners [{}] subnets [{}] groups [{}] {}",
+                    if *internal { "internal" } else { "internet-facing" },
+                    list(listeners),
+                    subnets.join(", "),
+                    list(groups),
+                    tags(t)
+                ),
+            ),
+            Self::ElbAttachSubnets { name, subnets } | Self::ElbDetachSubnets { name, subnets } => {
+                (name.clone(), format!("[{}]", subnets.join(", ")))
+            }
+            Self::ElbApplySecurityGroups { name, groups } => (name.clone(), format!("[{}]", list(groups))),
+            Self::ElbDeleteListeners { name, ports } => (name.clone(), format!("ports [{}]", list(ports))),
+            Self::ElbCreateListeners { name, listeners } => (name.clone(), format!("[{}]", list(listeners))),
+            Self::ElbAddTags { name, tags: t } => (name.clone(), tags(t)),
+            Self::ElbCreatePolicy { name, policy, policy_type, attribute } => {
+                (name.clone(), format!("{policy} ({policy_type}, {}={})", attribute.0, attribute.1))
+            }
+            Self::ElbSetBackendPolicies { name, instance_port, policies } => {
+                (name.clone(), format!("instance port {instance_port}: [{}]", policies.join(", ")))
+            }
+            Self::ElbSetListenerPolicies { name, port, policies } => {
+                (name.clone(), format!("port {port}: [{}]", policies.join(", ")))
+            }
+            Self::ElbModifyAttributes { name, attributes: a } => (name.clone(), attributes(a)),
+            Self::ElbConfigureHealthCheck { name, check } => (name.clone(), health(check)),
+            Self::ElbDeregister { name, instances } | Self::ElbRegister { name, instances } => {
+                (name.clone(), format!("[{}]", instances.join(", ")))
+            }
+            Self::ElbDelete { name } => (name.clone(), String::new()),
+        }
+    }
+}
+
+impl From<&Change> for PlannedChange {
+    fn from(change: &Change) -> Self {
+        let (target, detail) = change.action.target_and_detail();
+        Self { operation: change.action.operation().to_string(), target, detail, reason: change.reason.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_prints_its_operation_target_parameters_and_reason() {
+        let change = Change::new(
+            Action::AuthorizeIngress {
+                group: GroupRef::New("k8s-elb-a1".into()),
+                rules: vec![Rule::tcp(80, Source::Cidr("0.0.0.0/0".into()))],
+            },
+            "port 80 is open to 0.0.0.0/0",
+        );
+        assert_eq!(
+            PlannedChange::from(&change).to_string(),
+            "aws/ec2.AuthorizeSecurityGroupIngress (new k8s-elb-a1) tcp/80 from 0.0.0.0/0  # port 80 is open to 0.0.0.0/0"
+        );
+    }
+}
