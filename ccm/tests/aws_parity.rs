@@ -58,6 +58,12 @@ struct Report {
     upstream_restart: Vec<String>,
     beyond_baseline: Vec<String>,
     failures: Vec<String>,
+    /// Services whose ensure was checked against its plan (made = planned, then nothing planned).
+    planned_services: usize,
+    planned_operations: usize,
+    plan_mismatches: Vec<String>,
+    /// Changes `plan` showed for upstream's load balancers before ours took them over.
+    takeover_plans: Vec<String>,
     lines: String,
 }
 
@@ -100,6 +106,12 @@ async fn upstream_parity_differential_and_takeover() -> Result<()> {
         report.undeclared.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
     );
     ensure!(stale.is_empty(), "rows of {} that matched no difference (stale): {stale:?}", declared::DOC);
+    ensure!(report.plan_mismatches.is_empty(), "plan and ensure disagree: {:#?}", report.plan_mismatches);
+    ensure!(
+        report.takeover_plans.is_empty(),
+        "plan showed changes for upstream's load balancers: {:#?}",
+        report.takeover_plans
+    );
     ensure!(
         report.ours_over_upstream.is_empty(),
         "taking over upstream's load balancers, ours made mutating calls: {:?}",
@@ -127,14 +139,19 @@ async fn run_batch(
     let mut u = Side::new("up", plane_u, batch).await?;
     let mut o = Side::new("our", plane_o, batch).await?;
     let result = async {
-        // 1. Differential.
+        // 1. Differential. Ours plans first (read-only), then must make exactly the planned
+        // writes, after which nothing is planned.
         u.start(CcmFlavor::Upstream)?;
-        o.start(ours())?;
         u.create(specs).await?;
         o.create(specs).await?;
+        let planned = o.plan()?;
+        o.cluster.proxy.reset_calls();
+        o.start(ours())?;
         let (a, b) = tokio::join!(u.settle_outcomes(specs, SETTLE), o.settle_outcomes(specs, SETTLE));
         a?;
         b?;
+        o.quiet_writes(Duration::from_secs(3), SETTLE).await?;
+        check_plan(batch, &planned, &o, report)?;
         let upstream_state = u.state(specs).await?;
         let our_state = o.state(specs).await?;
         compare(batch, &upstream_state, &our_state, allowances, report);
@@ -143,6 +160,10 @@ async fn run_batch(
         let refs_u = u.refs(specs).await?;
         let refs_o = o.refs(specs).await?;
         u.stop();
+        // The migration check: before ours takes over, its plan for upstream's load balancers
+        // is empty.
+        let takeover = u.plan()?;
+        report.takeover_plans.extend(takeover.pending().iter().map(|p| format!("{}: {p}", batch.name)));
         u.cluster.proxy.reset_calls();
         u.start(ours())?;
         // 3. Upstream takes over ours.
@@ -250,6 +271,34 @@ fn compare(batch: &Batch, upstream: &ClusterState, ours: &ClusterState, allowanc
     }
 }
 
+/// What ours wrote for the batch is what it planned (as a multiset: the Services' calls
+/// interleave), and once it settled it plans nothing; Services that could not be planned still
+/// cannot, for the same reason.
+fn check_plan(batch: &Batch, planned: &parity::ServicePlans, o: &Side, report: &mut Report) -> Result<()> {
+    let mut made: Vec<String> =
+        o.cluster.proxy.mutating_calls().iter().map(|c| format!("aws/{}.{}", c.service, c.action)).collect();
+    made.sort();
+    let expected = planned.operations();
+    report.planned_services += planned.services.len();
+    report.planned_operations += expected.len();
+    if made != expected {
+        report.plan_mismatches.push(format!("{}: planned {expected:?}, made {made:?}", batch.name));
+    }
+    let after = o.plan()?;
+    if !after.pending().is_empty() {
+        report.plan_mismatches.push(format!("{}: still planned after the ensure: {:?}", batch.name, after.pending()));
+    }
+    if after.errors() != planned.errors() {
+        report.plan_mismatches.push(format!(
+            "{}: planning errors changed: before {:?}, after {:?}",
+            batch.name,
+            planned.errors(),
+            after.errors()
+        ));
+    }
+    Ok(())
+}
+
 fn render(r: &Report, stale: &[&Allowance]) -> String {
     let mut out = String::from("# Parity with upstream aws-cloud-controller-manager\n\n");
     let _ = writeln!(out, "| figure | value |\n|---|---|");
@@ -262,9 +311,22 @@ fn render(r: &Report, stale: &[&Allowance]) -> String {
     let _ =
         writeln!(out, "| mutating calls, upstream restarting on its own (baseline) | {} |", r.upstream_restart.len());
     let _ = writeln!(out, "| upstream's calls on ours beyond the baseline | {} |", r.beyond_baseline.len());
+    let _ = writeln!(
+        out,
+        "| Services planned before ours ensured them / planned writes | {} / {} |",
+        r.planned_services, r.planned_operations
+    );
+    let _ = writeln!(out, "| ensures whose writes differed from the plan | {} |", r.plan_mismatches.len());
+    let _ = writeln!(
+        out,
+        "| changes planned for upstream's load balancers before the takeover | {} |",
+        r.takeover_plans.len()
+    );
     // Failures first: CI shows the head and the tail of a long output.
     for (title, list) in [
         ("batch failures", &r.failures),
+        ("plan and ensure disagree", &r.plan_mismatches),
+        ("planned for upstream's load balancers before the takeover", &r.takeover_plans),
         ("beyond the baseline", &r.beyond_baseline),
         ("ours taking over upstream's", &r.ours_over_upstream),
         ("upstream taking over ours", &r.upstream_over_ours),

@@ -121,6 +121,49 @@ impl CcmLaunch {
     }
 }
 
+/// What `cloud-controller-manager plan` printed, and its exit code.
+#[derive(Debug, Clone)]
+pub struct PlanOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl PlanOutput {
+    /// The `--output=json` document.
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.stdout)
+            .with_context(|| format!("plan printed no JSON (exit {}): {}{}", self.code, self.stdout, self.stderr))
+    }
+}
+
+impl CcmLaunch {
+    /// Runs `cloud-controller-manager plan` (ours only) with the flags the controller would get,
+    /// plus `extra`.
+    pub fn plan(&self, extra: &[&str]) -> Result<PlanOutput> {
+        let CcmFlavor::Ours(binary) = &self.flavor else { bail!("only this CCM has a plan command") };
+        let port = crate::aws_emulator::free_port()?;
+        let config_path = paths::log_dir().join(format!("plan-{}-{port}.conf", self.cluster_name));
+        std::fs::write(&config_path, &self.cloud_config)?;
+        let out = Command::new(binary)
+            .arg("plan")
+            .args(self.args(port, &config_path))
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("NO_COLOR", "1")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .context("running cloud-controller-manager plan")?;
+        Ok(PlanOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
 impl CcmProcess {
     /// The last `n` lines of its log, for failure messages.
     pub fn log_tail(&self, n: usize) -> String {

@@ -51,7 +51,7 @@ mod tcp_proxy;
 
 pub use aws_emulator::AwsEmulator;
 pub use brownfield::Brownfield;
-pub use ccm_process::{CcmFlavor, CcmLaunch, CcmProcess, upstream_binary};
+pub use ccm_process::{CcmFlavor, CcmLaunch, CcmProcess, PlanOutput, upstream_binary};
 pub use child::ChildProcess;
 pub use cluster::{FOREIGN_NODE_LABEL, Leftovers, TestCluster};
 pub use control_plane::ControlPlane;

@@ -21,6 +21,39 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use corpus::{Batch, Spec};
 
 /// One side of the comparison.
+/// Per Service (by name): the planned operations (`aws/elb.CreateLoadBalancer`, ...), or why it
+/// could not be planned.
+#[derive(Debug, Default)]
+pub struct ServicePlans {
+    pub services: std::collections::BTreeMap<String, std::result::Result<Vec<String>, String>>,
+    pub exit_code: i32,
+}
+
+impl ServicePlans {
+    /// Every planned operation, sorted (the calls of several Services interleave).
+    pub fn operations(&self) -> Vec<String> {
+        let mut ops: Vec<String> = self.services.values().flat_map(|p| p.iter().flatten().cloned()).collect();
+        ops.sort();
+        ops
+    }
+
+    /// Services with changes planned, with them.
+    pub fn pending(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter_map(|(name, p)| match p {
+                Ok(ops) if !ops.is_empty() => Some(format!("{name}: {}", ops.join(", "))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Services that could not be planned, with why.
+    pub fn errors(&self) -> std::collections::BTreeMap<String, String> {
+        self.services.iter().filter_map(|(n, p)| p.as_ref().err().map(|e| (n.clone(), e.clone()))).collect()
+    }
+}
+
 pub struct Side {
     pub label: &'static str,
     pub plane: ControlPlane,
@@ -167,7 +200,12 @@ impl Side {
         if let Some(old) = self.ccm.take() {
             old.stop();
         }
-        let launch = CcmLaunch {
+        self.ccm = Some(self.launch(flavor, controllers, extra).start()?);
+        Ok(())
+    }
+
+    fn launch(&self, flavor: CcmFlavor, controllers: &str, extra: &[&str]) -> CcmLaunch {
+        CcmLaunch {
             flavor,
             kubeconfig: self.plane.kubeconfig_path().to_path_buf(),
             cloud_config: self.cloud_config(),
@@ -175,9 +213,32 @@ impl Side {
             controllers: controllers.into(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             envs: Vec::new(),
-        };
-        self.ccm = Some(launch.start()?);
-        Ok(())
+        }
+    }
+
+    /// `cloud-controller-manager plan --output=json` (ours) with the flags [`Side::start`]
+    /// gives a CCM: the Services' planned operations, without making any.
+    pub fn plan(&self) -> Result<ServicePlans> {
+        let ours = CcmFlavor::Ours(env!("CARGO_BIN_EXE_cloud-controller-manager").into());
+        let out = self.launch(ours, "service", &["--configure-cloud-routes=false", "--output=json"]).plan(&[])?;
+        let json = out.json()?;
+        let mut plans = ServicePlans::default();
+        for s in json["services"].as_array().into_iter().flatten() {
+            let name = s["service"].as_str().unwrap_or_default().trim_start_matches("default/").to_string();
+            let entry = match s["status"].as_str() {
+                Some("no_changes" | "changes") => Ok(s["changes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c["operation"].as_str().unwrap_or_default().to_string())
+                    .collect()),
+                Some("skipped") => Ok(Vec::new()),
+                _ => Err(s["error"].as_str().unwrap_or_default().to_string()),
+            };
+            plans.services.insert(name, entry);
+        }
+        plans.exit_code = out.code;
+        Ok(plans)
     }
 
     pub fn stop(&mut self) {

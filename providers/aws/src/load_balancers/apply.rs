@@ -5,10 +5,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_elasticloadbalancing::types::{Instance as ElbInstance, Listener, PolicyAttribute, Tag};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action as V2Action, ActionTypeEnum, Certificate, LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum,
+    LoadBalancerTypeEnum, ProtocolEnum, SubnetMapping, Tag as V2Tag, TargetDescription, TargetGroupAttribute,
+    TargetTypeEnum,
+};
 use cloud_provider::CloudError;
 
 use super::AwsLoadBalancers;
-use super::plan::{Action, Change, ClassicListener, GroupRef};
+use super::plan::{Action, ArnRef, Change, ClassicListener, GroupRef};
 use super::security_groups::Rule;
 
 /// What applying a plan learned that the plan could not know.
@@ -16,8 +21,12 @@ use super::security_groups::Rule;
 pub(crate) struct Applied {
     /// Security groups the plan created: name → ID.
     pub groups: HashMap<String, String>,
-    /// The DNS name of a load balancer the plan created.
+    /// The DNS name of a Classic ELB the plan created.
     pub dns_name: Option<String>,
+    /// Target groups the plan created: name → ARN.
+    pub target_groups: HashMap<String, String>,
+    /// The NLB the plan created.
+    pub nlb: Option<LoadBalancer>,
 }
 
 impl Applied {
@@ -33,6 +42,42 @@ impl Applied {
     fn groups(&self, groups: &[GroupRef]) -> Result<Vec<String>, CloudError> {
         groups.iter().map(|g| self.group(g)).collect()
     }
+
+    fn target_group(&self, tg: &ArnRef) -> Result<String, CloudError> {
+        match tg {
+            ArnRef::Arn(arn) => Ok(arn.clone()),
+            ArnRef::New(name) => self.target_groups.get(name).cloned().ok_or_else(|| {
+                CloudError::transient("aws/lb.apply", format!("target group {name} was not created before its use"))
+            }),
+        }
+    }
+
+    fn load_balancer(&self, lb: &ArnRef) -> Result<String, CloudError> {
+        match lb {
+            ArnRef::Arn(arn) => Ok(arn.clone()),
+            ArnRef::New(name) => {
+                self.nlb.as_ref().and_then(|lb| lb.load_balancer_arn().map(String::from)).ok_or_else(|| {
+                    CloudError::transient("aws/lb.apply", format!("{name} was not created before its use"))
+                })
+            }
+        }
+    }
+}
+
+fn v2_tags(tags: &[(String, String)]) -> Vec<V2Tag> {
+    tags.iter().map(|(k, v)| V2Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn v2_targets(targets: &[(String, i32)]) -> Vec<TargetDescription> {
+    targets.iter().map(|(id, port)| TargetDescription::builder().id(id).port(*port).build()).collect()
+}
+
+fn forward(tg: String) -> V2Action {
+    V2Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(tg).build()
+}
+
+fn certificates(certificate: &Option<String>) -> Option<Vec<Certificate>> {
+    certificate.as_ref().map(|c| vec![Certificate::builder().certificate_arn(c).build()])
 }
 
 fn listener(l: &ClassicListener) -> Listener {
@@ -188,6 +233,147 @@ impl AwsLoadBalancers {
             }
             Action::ElbDelete { name } => {
                 self.calls.run(op, self.elb.delete_load_balancer().load_balancer_name(name).send()).await?;
+            }
+            Action::NlbCreate { name, internal, subnets, groups, tags } => {
+                let mappings = subnets
+                    .iter()
+                    .map(|s| {
+                        SubnetMapping::builder()
+                            .subnet_id(&s.subnet)
+                            .set_allocation_id(s.allocation.clone())
+                            .set_private_ipv4_address(s.private_ip.clone())
+                            .build()
+                    })
+                    .collect();
+                let scheme =
+                    if *internal { LoadBalancerSchemeEnum::Internal } else { LoadBalancerSchemeEnum::InternetFacing };
+                let groups = groups.as_ref().map(|g| applied.groups(g)).transpose()?;
+                let r = self
+                    .elbv2
+                    .create_load_balancer()
+                    .name(name)
+                    .r#type(LoadBalancerTypeEnum::Network)
+                    .scheme(scheme)
+                    .set_subnet_mappings(Some(mappings))
+                    .set_security_groups(groups)
+                    .set_tags(Some(v2_tags(tags)));
+                let out = self.calls.run(op, r.send()).await?;
+                applied.nlb =
+                    Some(out.load_balancers().first().cloned().ok_or_else(|| {
+                        CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing")
+                    })?);
+            }
+            Action::NlbSetSecurityGroups { load_balancer, groups } => {
+                let r = self.elbv2.set_security_groups().load_balancer_arn(load_balancer);
+                self.calls.run(op, r.set_security_groups(Some(applied.groups(groups)?)).send()).await?;
+            }
+            Action::NlbCreateTargetGroup { name, protocol, port, health: h, tags } => {
+                let r = self
+                    .elbv2
+                    .create_target_group()
+                    .name(name)
+                    .protocol(protocol.clone())
+                    .port(*port)
+                    .vpc_id(&self.vpc_id)
+                    .target_type(TargetTypeEnum::Instance)
+                    .health_check_protocol(ProtocolEnum::from(h.protocol.as_str()))
+                    .health_check_port(&h.port)
+                    .set_health_check_path(h.path.clone())
+                    .health_check_interval_seconds(h.interval)
+                    .healthy_threshold_count(h.healthy)
+                    .unhealthy_threshold_count(h.unhealthy)
+                    .set_tags(Some(v2_tags(tags)));
+                let out = self.calls.run(op, r.send()).await?;
+                let arn = out.target_groups().first().and_then(|g| g.target_group_arn()).ok_or_else(|| {
+                    CloudError::transient("aws/nlb.target_group", "CreateTargetGroup returned nothing")
+                })?;
+                applied.target_groups.insert(name.clone(), arn.to_string());
+            }
+            Action::NlbModifyHealthCheck { target_group, health: h } => {
+                let r = self
+                    .elbv2
+                    .modify_target_group()
+                    .target_group_arn(target_group)
+                    .health_check_port(&h.port)
+                    .set_health_check_path(h.path.clone())
+                    .healthy_threshold_count(h.healthy)
+                    .unhealthy_threshold_count(h.unhealthy);
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::NlbRegisterTargets { target_group, targets } => {
+                let r = self.elbv2.register_targets().target_group_arn(applied.target_group(target_group)?);
+                self.calls.run(op, r.set_targets(Some(v2_targets(targets))).send()).await?;
+            }
+            Action::NlbDeregisterTargets { target_group, targets } => {
+                let r = self.elbv2.deregister_targets().target_group_arn(target_group);
+                self.calls.run(op, r.set_targets(Some(v2_targets(targets))).send()).await?;
+            }
+            Action::NlbModifyTargetGroupAttributes { target_group, attributes } => {
+                let attributes =
+                    attributes.iter().map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build()).collect();
+                let r =
+                    self.elbv2.modify_target_group_attributes().target_group_arn(applied.target_group(target_group)?);
+                self.calls.run(op, r.set_attributes(Some(attributes)).send()).await?;
+            }
+            Action::NlbCreateListener {
+                load_balancer,
+                port,
+                protocol,
+                target_group,
+                certificate,
+                ssl_policy,
+                tags,
+            } => {
+                let r = self
+                    .elbv2
+                    .create_listener()
+                    .load_balancer_arn(applied.load_balancer(load_balancer)?)
+                    .port(*port)
+                    .protocol(protocol.clone())
+                    .default_actions(forward(applied.target_group(target_group)?))
+                    .set_certificates(certificates(certificate))
+                    .set_ssl_policy(ssl_policy.clone())
+                    .set_tags(Some(v2_tags(tags)));
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::NlbModifyListener { listener, target_group, certificate, ssl_policy } => {
+                let r = self
+                    .elbv2
+                    .modify_listener()
+                    .listener_arn(listener)
+                    .default_actions(forward(applied.target_group(target_group)?))
+                    .set_certificates(certificates(certificate))
+                    .set_ssl_policy(ssl_policy.clone());
+                self.calls.run(op, r.send()).await?;
+            }
+            Action::NlbDeleteListener { listener } => {
+                self.calls.run(op, self.elbv2.delete_listener().listener_arn(listener).send()).await?;
+            }
+            Action::NlbDeleteTargetGroup { target_group } => {
+                match self.calls.run(op, self.elbv2.delete_target_group().target_group_arn(target_group).send()).await {
+                    Ok(_) => {}
+                    Err(err) if err.is_not_found() => {}
+                    Err(err) if err.has_code("ResourceInUse") => {
+                        return Err(CloudError::retry_after(
+                            "aws/nlb.delete_target_group",
+                            format!("target group {target_group} is still in use; deleting it again shortly"),
+                            Duration::from_secs(10),
+                        ));
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Action::NlbModifyAttributes { load_balancer, attributes } => {
+                let attributes =
+                    attributes.iter().map(|(k, v)| LoadBalancerAttribute::builder().key(k).value(v).build()).collect();
+                let r = self
+                    .elbv2
+                    .modify_load_balancer_attributes()
+                    .load_balancer_arn(applied.load_balancer(load_balancer)?);
+                self.calls.run(op, r.set_attributes(Some(attributes)).send()).await?;
+            }
+            Action::NlbDelete { load_balancer } => {
+                self.calls.run(op, self.elbv2.delete_load_balancer().load_balancer_arn(load_balancer).send()).await?;
             }
         }
         Ok(())

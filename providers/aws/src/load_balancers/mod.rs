@@ -13,7 +13,7 @@ mod apply;
 mod classic;
 pub mod names;
 mod nlb;
-pub mod plan;
+pub(crate) mod plan;
 pub mod security_groups;
 pub mod service_config;
 pub mod subnets;
@@ -284,49 +284,6 @@ impl AwsLoadBalancers {
         Ok(self.ec2.security_groups(Vec::new(), filters).await?.into_iter().next())
     }
 
-    /// Finds or creates an owned group named `name` in the VPC (read-repairing its cluster tag).
-    pub(crate) async fn ensure_owned_group(
-        &self,
-        name: &str,
-        description: &str,
-        extra_tags: &BTreeMap<String, String>,
-    ) -> Result<SecurityGroup, CloudError> {
-        let find = || {
-            self.ec2.security_groups(
-                Vec::new(),
-                vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])],
-            )
-        };
-        if let Some(group) = find().await?.into_iter().next() {
-            let tags: Vec<(&str, &str)> =
-                group.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
-            // Read-repair, as upstream: ours but untagged gets the tag; another cluster's is refused.
-            let key = self.cluster.key();
-            if !tags.iter().any(|(k, _)| *k == key) {
-                if tags.iter().any(|(k, _)| k.starts_with(crate::tags::CLUSTER_TAG_PREFIX)) {
-                    return Err(CloudError::invalid(
-                        "aws/lb.security_group",
-                        format!("security group {name} belongs to another cluster"),
-                    ));
-                }
-                self.ec2.create_tags(group.group_id().unwrap_or_default(), &self.cluster.owned()).await?;
-            }
-            return Ok(group);
-        }
-        let mut tags = self.cluster.owned();
-        tags.extend(extra_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-        match self.ec2.create_security_group(name, description, &self.vpc_id, &tags).await {
-            Ok(_) => {}
-            Err(err) if err.has_code("InvalidGroup.Duplicate") => {}
-            Err(err) => return Err(err.into()),
-        }
-        find()
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| CloudError::transient("aws/lb.security_group", format!("{name} not found after creation")))
-    }
-
     pub(crate) async fn owned_groups_named(&self, name: &str) -> Result<Vec<SecurityGroup>, CloudError> {
         let groups = self
             .ec2
@@ -411,7 +368,7 @@ impl AwsLoadBalancers {
         if let Some(lb) = self.nlb_describe(&name).await? {
             for tg in self.target_groups_of(lb.load_balancer_arn().unwrap_or_default()).await.map_err(from_aws)? {
                 let port = u16::try_from(tg.port().unwrap_or_default()).unwrap_or_default();
-                self.nlb_targets(tg.target_group_arn().unwrap_or_default(), port, &instances).await?;
+                self.nlb_retarget(tg.target_group_arn().unwrap_or_default(), port, &instances).await?;
             }
         }
         Ok(())
@@ -473,7 +430,7 @@ impl LoadBalancers for AwsLoadBalancers {
 
     async fn plan(
         &self,
-        _cluster: &str,
+        cluster: &str,
         service: &ServiceInfo,
         nodes: &[NodeInfo],
     ) -> Result<Vec<cloud_provider::PlannedChange>, CloudError> {
@@ -488,9 +445,13 @@ impl LoadBalancers for AwsLoadBalancers {
                 ));
             }
             Kind::Classic => self.classic_plan(&cfg, nodes).await?,
-            Kind::Nlb => {
-                return Err(CloudError::invalid("aws/lb.plan", "planning NLBs is not supported yet"));
+            Kind::Nlb if self.classic_describe(&name).await.map_err(from_aws)?.is_some() => {
+                return Err(CloudError::invalid(
+                    "aws/lb.plan",
+                    "the Service has a Classic ELB and asks for an NLB: planning a type change is not supported yet",
+                ));
             }
+            Kind::Nlb => self.nlb_plan(&cfg, cluster, nodes).await?,
         };
         Ok(plan.iter().map(cloud_provider::PlannedChange::from).collect())
     }

@@ -8,6 +8,7 @@
 //! run actually made.
 
 use aws_sdk_elasticloadbalancing::types::{HealthCheck, LoadBalancerAttributes};
+use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
 use cloud_provider::PlannedChange;
 
 use super::security_groups::{Rule, Source};
@@ -26,6 +27,42 @@ impl std::fmt::Display for GroupRef {
             Self::New(name) => write!(f, "(new {name})"),
         }
     }
+}
+
+/// An ELBv2 object (load balancer, target group) by ARN, or one this plan creates (by name;
+/// its ARN is known once created).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ArnRef {
+    Arn(String),
+    New(String),
+}
+
+impl std::fmt::Display for ArnRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Arn(arn) => f.write_str(arn),
+            Self::New(name) => write!(f, "(new {name})"),
+        }
+    }
+}
+
+/// An NLB target group's health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub protocol: String,
+    pub port: String,
+    pub path: Option<String>,
+    pub interval: i32,
+    pub healthy: i32,
+    pub unhealthy: i32,
+}
+
+/// One subnet of a new NLB, with its Elastic IP or private address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetSlot {
+    pub subnet: String,
+    pub allocation: Option<String>,
+    pub private_ip: Option<String>,
 }
 
 /// A Classic ELB listener, as planned.
@@ -145,6 +182,70 @@ pub enum Action {
     ElbDelete {
         name: String,
     },
+
+    NlbCreate {
+        name: String,
+        internal: bool,
+        subnets: Vec<SubnetSlot>,
+        groups: Option<Vec<GroupRef>>,
+        tags: Vec<(String, String)>,
+    },
+    NlbSetSecurityGroups {
+        load_balancer: String,
+        groups: Vec<GroupRef>,
+    },
+    NlbCreateTargetGroup {
+        name: String,
+        protocol: ProtocolEnum,
+        port: i32,
+        health: Health,
+        tags: Vec<(String, String)>,
+    },
+    /// Port, path and thresholds of a target group's health check, changed in place.
+    NlbModifyHealthCheck {
+        target_group: String,
+        health: Health,
+    },
+    NlbRegisterTargets {
+        target_group: ArnRef,
+        targets: Vec<(String, i32)>,
+    },
+    NlbDeregisterTargets {
+        target_group: String,
+        targets: Vec<(String, i32)>,
+    },
+    NlbModifyTargetGroupAttributes {
+        target_group: ArnRef,
+        attributes: Vec<(String, String)>,
+    },
+    NlbCreateListener {
+        load_balancer: ArnRef,
+        port: i32,
+        protocol: ProtocolEnum,
+        target_group: ArnRef,
+        certificate: Option<String>,
+        ssl_policy: Option<String>,
+        tags: Vec<(String, String)>,
+    },
+    NlbModifyListener {
+        listener: String,
+        target_group: ArnRef,
+        certificate: Option<String>,
+        ssl_policy: Option<String>,
+    },
+    NlbDeleteListener {
+        listener: String,
+    },
+    NlbDeleteTargetGroup {
+        target_group: String,
+    },
+    NlbModifyAttributes {
+        load_balancer: ArnRef,
+        attributes: Vec<(String, String)>,
+    },
+    NlbDelete {
+        load_balancer: String,
+    },
 }
 
 /// An [`Action`] and why it is needed.
@@ -224,6 +325,30 @@ fn attributes(a: &LoadBalancerAttributes) -> String {
     out.join(", ")
 }
 
+fn nlb_health(h: &Health) -> String {
+    let path = h.path.as_deref().map(|p| format!("{p} ")).unwrap_or_default();
+    format!("{}:{} {path}every {}s healthy {} unhealthy {}", h.protocol, h.port, h.interval, h.healthy, h.unhealthy)
+}
+
+fn targets(targets: &[(String, i32)]) -> String {
+    format!("[{}]", targets.iter().map(|(id, port)| format!("{id}:{port}")).collect::<Vec<_>>().join(", "))
+}
+
+fn pairs(pairs: &[(String, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+fn tls(certificate: &Option<String>, policy: &Option<String>) -> String {
+    let mut out = String::new();
+    if let Some(c) = certificate {
+        out.push_str(&format!(" certificate {c}"));
+    }
+    if let Some(p) = policy {
+        out.push_str(&format!(" policy {p}"));
+    }
+    out
+}
+
 impl Action {
     /// The AWS operation, `aws/<service>.<Operation>`: the label `Calls::run` records.
     pub fn operation(&self) -> &'static str {
@@ -249,6 +374,19 @@ impl Action {
             Self::ElbDeregister { .. } => "aws/elb.DeregisterInstancesFromLoadBalancer",
             Self::ElbRegister { .. } => "aws/elb.RegisterInstancesWithLoadBalancer",
             Self::ElbDelete { .. } => "aws/elb.DeleteLoadBalancer",
+            Self::NlbCreate { .. } => "aws/elbv2.CreateLoadBalancer",
+            Self::NlbSetSecurityGroups { .. } => "aws/elbv2.SetSecurityGroups",
+            Self::NlbCreateTargetGroup { .. } => "aws/elbv2.CreateTargetGroup",
+            Self::NlbModifyHealthCheck { .. } => "aws/elbv2.ModifyTargetGroup",
+            Self::NlbRegisterTargets { .. } => "aws/elbv2.RegisterTargets",
+            Self::NlbDeregisterTargets { .. } => "aws/elbv2.DeregisterTargets",
+            Self::NlbModifyTargetGroupAttributes { .. } => "aws/elbv2.ModifyTargetGroupAttributes",
+            Self::NlbCreateListener { .. } => "aws/elbv2.CreateListener",
+            Self::NlbModifyListener { .. } => "aws/elbv2.ModifyListener",
+            Self::NlbDeleteListener { .. } => "aws/elbv2.DeleteListener",
+            Self::NlbDeleteTargetGroup { .. } => "aws/elbv2.DeleteTargetGroup",
+            Self::NlbModifyAttributes { .. } => "aws/elbv2.ModifyLoadBalancerAttributes",
+            Self::NlbDelete { .. } => "aws/elbv2.DeleteLoadBalancer",
         }
     }
 
@@ -297,6 +435,51 @@ impl Action {
                 (name.clone(), format!("[{}]", instances.join(", ")))
             }
             Self::ElbDelete { name } => (name.clone(), String::new()),
+            Self::NlbCreate { name, internal, subnets, groups, tags: t } => {
+                let slots: Vec<String> = subnets
+                    .iter()
+                    .map(|s| match (&s.allocation, &s.private_ip) {
+                        (Some(eip), _) => format!("{}({eip})", s.subnet),
+                        (None, Some(ip)) => format!("{}({ip})", s.subnet),
+                        (None, None) => s.subnet.clone(),
+                    })
+                    .collect();
+                let groups = groups.as_ref().map_or_else(|| "none".to_string(), |g| list(g));
+                (
+                    name.clone(),
+                    format!(
+                        "{} subnets [{}] groups [{groups}] {}",
+                        if *internal { "internal" } else { "internet-facing" },
+                        slots.join(", "),
+                        tags(t)
+                    ),
+                )
+            }
+            Self::NlbSetSecurityGroups { load_balancer, groups } => {
+                (load_balancer.clone(), format!("[{}]", list(groups)))
+            }
+            Self::NlbCreateTargetGroup { name, protocol, port, health: h, tags: t } => {
+                (name.clone(), format!("{}:{port} health {} {}", protocol.as_str(), nlb_health(h), tags(t)))
+            }
+            Self::NlbModifyHealthCheck { target_group, health: h } => (target_group.clone(), nlb_health(h)),
+            Self::NlbRegisterTargets { target_group, targets } => (target_group.to_string(), self::targets(targets)),
+            Self::NlbDeregisterTargets { target_group, targets } => (target_group.clone(), self::targets(targets)),
+            Self::NlbModifyTargetGroupAttributes { target_group, attributes }
+            | Self::NlbModifyAttributes { load_balancer: target_group, attributes } => {
+                (target_group.to_string(), pairs(attributes))
+            }
+            Self::NlbCreateListener {
+                load_balancer, port, protocol, target_group, certificate, ssl_policy, ..
+            } => (
+                load_balancer.to_string(),
+                format!("{}:{port} -> {target_group}{}", protocol.as_str(), tls(certificate, ssl_policy)),
+            ),
+            Self::NlbModifyListener { listener, target_group, certificate, ssl_policy } => {
+                (listener.clone(), format!("-> {target_group}{}", tls(certificate, ssl_policy)))
+            }
+            Self::NlbDeleteListener { listener } => (listener.clone(), String::new()),
+            Self::NlbDeleteTargetGroup { target_group } => (target_group.clone(), String::new()),
+            Self::NlbDelete { load_balancer } => (load_balancer.clone(), String::new()),
         }
     }
 }

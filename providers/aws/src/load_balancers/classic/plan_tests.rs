@@ -193,7 +193,7 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
                 .instances
                 .get_or_insert_default()
                 .retain(|i| !instances.iter().any(|x| Some(x.as_str()) == i.instance_id())),
-            Action::DeleteSecurityGroup { .. } | Action::ElbDelete { .. } => panic!("not in an ensure"),
+            other => panic!("not in a Classic ELB ensure: {other:?}"),
         }
         if o.lb.is_some() || matches!(change.action, Action::ElbCreate { .. }) {
             o.lb = Some(lb);

@@ -2,8 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use aws_sdk_ec2::types::SecurityGroup;
 use cloud_provider::CloudError;
 
+use super::super::plan::{Action, Change, GroupRef};
 use super::super::security_groups::{self, Rule};
 use super::super::{AwsLoadBalancers, SERVICE_NAME_TAG, names};
 
@@ -26,13 +28,15 @@ impl AwsLoadBalancers {
             groups.extend(
                 self.target_groups_of(arn).await?.iter().filter_map(|g| g.target_group_arn().map(String::from)),
             );
-            let r = self.elbv2.delete_load_balancer().load_balancer_arn(arn);
-            self.calls.run("aws/elbv2.DeleteLoadBalancer", r.send()).await?;
+            let delete = Action::NlbDelete { load_balancer: arn.to_string() };
+            self.apply(&[Change::new(delete, "the Service no longer wants a load balancer")]).await?;
         }
         groups.extend(self.orphan_target_groups(namespace, service).await?);
-        for tg in &groups {
-            self.delete_target_group(tg).await?;
-        }
+        let plan: Vec<Change> = groups
+            .into_iter()
+            .map(|tg| Change::new(Action::NlbDeleteTargetGroup { target_group: tg }, "its load balancer is deleted"))
+            .collect();
+        self.apply(&plan).await?;
         if !self.settings.disable_security_group_ingress {
             self.nlb_remove_node_rules(&name).await?;
         }
@@ -90,12 +94,11 @@ impl AwsLoadBalancers {
         let client_marker = names::nlb_client_rule(name);
         let health_marker = names::nlb_health_rule(name);
         for group in &self.vpc_groups().await? {
-            let ours: Vec<_> = security_groups::ingress(group)
-                .iter()
+            let ours: Vec<Rule> = security_groups::ingress(group)
+                .into_iter()
                 .filter(|r| matches!(r.description.as_deref(), Some(d) if d == client_marker || d == health_marker))
-                .map(Rule::to_permission)
                 .collect();
-            self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), ours).await?;
+            self.revoke(group, ours, "the deleted load balancer's client and health rules").await?;
         }
         for group in &self.vpc_groups().await? {
             let rules = security_groups::ingress(group);
@@ -103,14 +106,19 @@ impl AwsLoadBalancers {
                 .iter()
                 .any(|r| r.description.as_deref().is_some_and(|d| d.starts_with("kubernetes.io/rule/nlb/client=")));
             if !clients_left {
-                let mtu: Vec<_> = rules
-                    .iter()
-                    .filter(|r| r.description.as_deref() == Some(names::NLB_MTU_RULE))
-                    .map(Rule::to_permission)
-                    .collect();
-                self.ec2.revoke_ingress(group.group_id().unwrap_or_default(), mtu).await?;
+                let mtu: Vec<Rule> =
+                    rules.into_iter().filter(|r| r.description.as_deref() == Some(names::NLB_MTU_RULE)).collect();
+                self.revoke(group, mtu, "no NLB's client rule is left in this group").await?;
             }
         }
         Ok(())
+    }
+
+    async fn revoke(&self, group: &SecurityGroup, rules: Vec<Rule>, reason: &str) -> Result<(), CloudError> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let group = GroupRef::Id(group.group_id().unwrap_or_default().to_string());
+        self.apply(&[Change::new(Action::RevokeIngress { group, rules }, reason)]).await.map(|_| ())
     }
 }

@@ -2,15 +2,12 @@
 //! (changed in place where AWS allows), targets, attributes, and node security-group rules
 //! marked with upstream's descriptions.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
-use aws_sdk_elasticloadbalancingv2::types::{
-    LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
-    ProtocolEnum, SubnetMapping, Tag,
-};
+use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, LoadBalancerStateEnum, ProtocolEnum, TargetHealthStateEnum};
 use cloud_provider::{CloudError, IngressPoint, LoadBalancerStatus, NodeInfo, Protocol};
 
-use super::security_groups::{self, Rule, Source};
+use super::plan::{Change, Health};
 use super::service_config::{BackendProtocol, HealthPort, LbConfig};
 use super::{AwsLoadBalancers, names};
 
@@ -40,7 +37,9 @@ pub const OPERATIONS: [&str; 21] = [
 ];
 
 mod delete;
-mod node_rules;
+pub(crate) mod plan;
+#[cfg(test)]
+mod plan_tests;
 mod target_groups;
 
 const CHUNK: usize = 100;
@@ -48,22 +47,12 @@ const CHUNK: usize = 100;
 /// What one Service port becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Mapping {
-    pub(super) port: u16,
+    pub(crate) port: u16,
     pub(super) node_port: u16,
     pub(super) front: ProtocolEnum,
     pub(super) target: ProtocolEnum,
     pub(super) health: Health,
     pub(super) tls: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Health {
-    pub(super) protocol: String,
-    pub(super) port: String,
-    pub(super) path: Option<String>,
-    pub(super) interval: i32,
-    pub(super) healthy: i32,
-    pub(super) unhealthy: i32,
 }
 
 impl AwsLoadBalancers {
@@ -72,7 +61,7 @@ impl AwsLoadBalancers {
         Ok(self.nlb_batch.get(name).await?)
     }
 
-    pub(super) fn nlb_health(&self, cfg: &LbConfig) -> Health {
+    pub(super) fn nlb_health(cfg: &LbConfig, settings: &super::Settings) -> Health {
         let mut h = if cfg.local_traffic
             && let Some(hc) = cfg.health_check_node_port
         {
@@ -106,10 +95,10 @@ impl AwsLoadBalancers {
             h.path = Some(path.clone());
         }
         // Upstream: in Shared mode, ETP=Cluster Services probe kube-proxy, over annotations.
-        if self.settings.shared_health_probe && !cfg.local_traffic {
+        if settings.shared_health_probe && !cfg.local_traffic {
             h.protocol = "HTTP".into();
-            h.port = self.settings.shared_probe_port.to_string();
-            h.path = Some(self.settings.shared_probe_path.clone());
+            h.port = settings.shared_probe_port.to_string();
+            h.path = Some(settings.shared_probe_path.clone());
         }
         if h.protocol == "TCP" {
             h.path = None;
@@ -122,7 +111,8 @@ impl AwsLoadBalancers {
         h
     }
 
-    pub(super) fn nlb_mappings(&self, cfg: &LbConfig) -> Vec<Mapping> {
+    /// What each Service port becomes.
+    pub(super) fn mappings(cfg: &LbConfig, settings: &super::Settings) -> Vec<Mapping> {
         cfg.ports
             .iter()
             .map(|p| {
@@ -135,14 +125,22 @@ impl AwsLoadBalancers {
                     _ if tls => (ProtocolEnum::Tls, ProtocolEnum::Tcp),
                     _ => (ProtocolEnum::Tcp, ProtocolEnum::Tcp),
                 };
-                Mapping { port: p.port, node_port: p.node_port, front, target, health: self.nlb_health(cfg), tls }
+                Mapping {
+                    port: p.port,
+                    node_port: p.node_port,
+                    front,
+                    target,
+                    health: Self::nlb_health(cfg, settings),
+                    tls,
+                }
             })
             .collect()
     }
 
-    pub(super) fn tg_name(&self, cfg: &LbConfig, m: &Mapping) -> String {
+    /// Upstream's target-group name for a port.
+    pub(super) fn target_group_name(cluster_id: &str, cfg: &LbConfig, m: &Mapping) -> String {
         names::target_group_name(&names::TargetGroupKey {
-            cluster_id: &self.cluster.cluster_id,
+            cluster_id,
             namespace: &cfg.namespace,
             name: &cfg.name,
             port: m.port,
@@ -154,8 +152,97 @@ impl AwsLoadBalancers {
         })
     }
 
-    pub(super) fn v2_tags(&self, cfg: &LbConfig) -> Vec<Tag> {
-        self.resource_tags(cfg).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    fn nlb_desired<'a>(&'a self, cfg: &'a LbConfig, cluster_name: &str) -> plan::Desired<'a> {
+        let mappings = Self::mappings(cfg, &self.settings);
+        let tg_names = mappings.iter().map(|m| Self::target_group_name(&self.cluster.cluster_id, cfg, m)).collect();
+        plan::Desired {
+            cfg,
+            settings: &self.settings,
+            cluster: &self.cluster,
+            tags: self.resource_tags(cfg),
+            mappings,
+            tg_names,
+            group_name: names::nlb_security_group_name(cluster_name, &cfg.namespace, &cfg.name, &cfg.uid),
+        }
+    }
+
+    /// Reads everything planning the NLB needs.
+    async fn nlb_observe(&self, d: &plan::Desired<'_>, nodes: &[NodeInfo]) -> Result<plan::Observed, CloudError> {
+        let cfg = d.cfg;
+        let lb = self.nlb_describe(&names::load_balancer_name(&cfg.uid)).await?;
+        let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
+        let mut o = plan::Observed {
+            instances: instances.iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
+            ..Default::default()
+        };
+        if plan::uses_own_group(d, lb.as_ref()) {
+            o.own_group = self.group_named(&d.group_name).await?;
+        }
+        match &lb {
+            None => o.subnets = self.subnets_for(cfg).await?,
+            Some(lb) => {
+                let arn = lb.load_balancer_arn().unwrap_or_default();
+                let r = self.elbv2.describe_listeners().load_balancer_arn(arn);
+                o.listeners = self.calls.run("aws/elbv2.DescribeListeners", r.send()).await?.listeners().to_vec();
+                o.target_groups = self.target_groups_of(arn).await?;
+                let r = self.elbv2.describe_load_balancer_attributes().load_balancer_arn(arn);
+                let out = self.calls.run("aws/elbv2.DescribeLoadBalancerAttributes", r.send()).await?;
+                o.attributes = out
+                    .attributes()
+                    .iter()
+                    .filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())))
+                    .collect();
+            }
+        }
+        for name in &d.tg_names {
+            if !o.target_groups.iter().any(|g| g.target_group_name() == Some(name.as_str()))
+                && let Some(tg) = self.target_group_named(name).await?
+            {
+                o.unattached.push(tg);
+            }
+        }
+        let wanted: Vec<String> = o
+            .target_groups
+            .iter()
+            .chain(&o.unattached)
+            .filter(|g| g.target_group_name().is_some_and(|n| d.tg_names.iter().any(|w| w == n)))
+            .filter_map(|g| g.target_group_arn().map(String::from))
+            .collect();
+        for arn in wanted {
+            o.targets.insert(arn.clone(), self.registered_targets(&arn).await?);
+            if !cfg.target_group_attributes.is_empty() {
+                let r = self.elbv2.describe_target_group_attributes().target_group_arn(&arn);
+                let out = self.calls.run("aws/elbv2.DescribeTargetGroupAttributes", r.send()).await?;
+                let attributes =
+                    out.attributes().iter().filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())));
+                o.tg_attributes.insert(arn, attributes.collect());
+            }
+        }
+        if !self.settings.disable_security_group_ingress {
+            o.node_groups = self.node_groups(&instances).await?;
+            o.cluster_groups = self.vpc_groups().await?.into_iter().filter(|g| self.is_cluster_group(g)).collect();
+            let subnets: Vec<String> = match &lb {
+                Some(lb) => lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(String::from)).collect(),
+                None => o.subnets.clone(),
+            };
+            if plan::needs_subnet_cidrs(d) && !subnets.is_empty() {
+                let found = self.ec2.subnets(subnets, Vec::new()).await?;
+                o.subnet_cidrs = found.iter().filter_map(|s| s.cidr_block().map(String::from)).collect();
+            }
+        }
+        o.lb = lb;
+        Ok(o)
+    }
+
+    pub(crate) async fn nlb_plan(
+        &self,
+        cfg: &LbConfig,
+        cluster_name: &str,
+        nodes: &[NodeInfo],
+    ) -> Result<Vec<Change>, CloudError> {
+        let d = self.nlb_desired(cfg, cluster_name);
+        let o = self.nlb_observe(&d, nodes).await?;
+        plan::ensure(&d, &o)
     }
 
     pub(crate) async fn nlb_ensure(
@@ -164,35 +251,12 @@ impl AwsLoadBalancers {
         cluster_name: &str,
         nodes: &[NodeInfo],
     ) -> Result<LoadBalancerStatus, CloudError> {
-        let name = names::load_balancer_name(&cfg.uid);
-        let mappings = self.nlb_mappings(cfg);
-        let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
-        let existing = self.nlb_describe(&name).await?;
-        let managed_group = self.nlb_security_group(cfg, cluster_name, existing.as_ref(), &mappings).await?;
-
-        let lb = match existing {
-            Some(lb) => {
-                if let Some(group) = &managed_group
-                    && !lb.security_groups().is_empty()
-                    && !lb.security_groups().contains(group)
-                {
-                    let r = self
-                        .elbv2
-                        .set_security_groups()
-                        .load_balancer_arn(lb.load_balancer_arn().unwrap_or_default())
-                        .security_groups(group);
-                    self.calls.run("aws/elbv2.SetSecurityGroups", r.send()).await?;
-                }
-                lb
-            }
-            None => self.nlb_create(cfg, &name, managed_group.clone()).await?,
+        let d = self.nlb_desired(cfg, cluster_name);
+        let o = self.nlb_observe(&d, nodes).await?;
+        let applied = self.apply(&plan::ensure(&d, &o)?).await?;
+        let Some(lb) = o.lb.or(applied.nlb) else {
+            return Err(CloudError::transient("aws/nlb.ensure", "CreateLoadBalancer returned nothing"));
         };
-        let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-        self.nlb_listeners(cfg, &arn, &mappings, &instances).await?;
-        self.nlb_attributes(cfg, &arn).await?;
-        if !self.settings.disable_security_group_ingress {
-            self.nlb_node_rules(cfg, &name, &lb, &mappings, &instances).await?;
-        }
         let active = lb
             .state()
             .and_then(|s| s.code())
@@ -203,121 +267,31 @@ impl AwsLoadBalancers {
         })
     }
 
-    pub(super) async fn nlb_security_group(
-        &self,
-        cfg: &LbConfig,
-        cluster_name: &str,
-        existing: Option<&LoadBalancer>,
-        mappings: &[Mapping],
-    ) -> Result<Option<String>, CloudError> {
-        if !self.settings.nlb_security_groups_managed {
-            return Ok(None);
-        }
-        // AWS cannot add security groups to an NLB made without them.
-        if existing.is_some_and(|lb| lb.security_groups().is_empty()) {
-            return Ok(None);
-        }
-        if let Some(byo) = cfg.security_groups.first() {
-            return Ok(Some(byo.clone()));
-        }
-        let sg_name = names::nlb_security_group_name(cluster_name, &cfg.namespace, &cfg.name, &cfg.uid);
-        let group =
-            self.ensure_owned_group(&sg_name, names::NLB_SECURITY_GROUP_DESCRIPTION, &cfg.additional_tags).await?;
-        let mut wanted = Vec::new();
-        for range in &cfg.source_ranges {
-            for m in mappings {
-                let protocol = if m.front == ProtocolEnum::Udp { "udp" } else { "tcp" };
-                wanted.push(Rule {
-                    protocol: protocol.into(),
-                    from: m.port.into(),
-                    to: m.port.into(),
-                    source: Source::Cidr(range.clone()),
-                    description: None,
-                });
-            }
-            wanted.push(Rule::icmp_mtu(Source::Cidr(range.clone())));
-        }
-        security_groups::set_exact(&self.ec2, &group, &wanted).await?;
-        Ok(group.group_id().map(String::from))
-    }
-
-    pub(super) async fn nlb_create(
-        &self,
-        cfg: &LbConfig,
-        name: &str,
-        group: Option<String>,
-    ) -> Result<LoadBalancer, CloudError> {
-        let subnets = self.subnets_for(cfg).await?;
-        for (what, list) in [
-            (super::annotations::EIP_ALLOCATIONS, &cfg.eip_allocations),
-            (super::annotations::PRIVATE_IPV4_ADDRESSES, &cfg.private_ipv4_addresses),
-        ] {
-            if !list.is_empty() && list.len() != subnets.len() {
-                return Err(CloudError::invalid(
-                    "aws/nlb.create",
-                    format!(
-                        "{what}: {} given for {} subnets ({subnets:?}); one per subnet is needed",
-                        list.len(),
-                        subnets.len()
-                    ),
-                ));
-            }
-        }
-        let mappings: Vec<SubnetMapping> = subnets
+    /// The targets registered with a target group, those draining left out.
+    pub(crate) async fn registered_targets(&self, tg: &str) -> Result<BTreeSet<(String, i32)>, CloudError> {
+        let r = self.elbv2.describe_target_health().target_group_arn(tg);
+        let health = self.calls.run("aws/elbv2.DescribeTargetHealth", r.send()).await?;
+        Ok(health
+            .target_health_descriptions()
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                SubnetMapping::builder()
-                    .subnet_id(s)
-                    .set_allocation_id(cfg.eip_allocations.get(i).cloned())
-                    .set_private_ipv4_address(cfg.private_ipv4_addresses.get(i).cloned())
-                    .build()
-            })
-            .collect();
-        let scheme =
-            if cfg.internal { LoadBalancerSchemeEnum::Internal } else { LoadBalancerSchemeEnum::InternetFacing };
-        let request = self
-            .elbv2
-            .create_load_balancer()
-            .name(name)
-            .r#type(LoadBalancerTypeEnum::Network)
-            .scheme(scheme)
-            .set_subnet_mappings(Some(mappings))
-            .set_security_groups(group.map(|g| vec![g]))
-            .set_tags(Some(self.v2_tags(cfg)));
-        let out = self.calls.run("aws/elbv2.CreateLoadBalancer", request.send()).await?;
-        out.load_balancers()
-            .first()
-            .cloned()
-            .ok_or_else(|| CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing"))
+            .filter(|d| d.target_health().and_then(|h| h.state()) != Some(&TargetHealthStateEnum::Draining))
+            .filter_map(|d| d.target().map(|t| (t.id().unwrap_or_default().to_string(), t.port().unwrap_or_default())))
+            .collect())
     }
 
-    pub(super) async fn nlb_attributes(&self, cfg: &LbConfig, arn: &str) -> Result<(), CloudError> {
-        let out = self
-            .calls
-            .run(
-                "aws/elbv2.DescribeLoadBalancerAttributes",
-                self.elbv2.describe_load_balancer_attributes().load_balancer_arn(arn).send(),
-            )
-            .await?;
-        let have: BTreeMap<&str, &str> = out.attributes().iter().filter_map(|a| Some((a.key()?, a.value()?))).collect();
-        let mut want = vec![
-            ("load_balancing.cross_zone.enabled", cfg.cross_zone.to_string()),
-            ("access_logs.s3.enabled", cfg.access_log_enabled.to_string()),
-        ];
-        if cfg.access_log_enabled {
-            want.push(("access_logs.s3.bucket", cfg.access_log_bucket.clone().unwrap_or_default()));
-            want.push(("access_logs.s3.prefix", cfg.access_log_prefix.clone().unwrap_or_default()));
-        }
-        let changes: Vec<LoadBalancerAttribute> = want
-            .into_iter()
-            .filter(|(k, v)| have.get(k).copied().unwrap_or(if v == "false" { "false" } else { "" }) != v)
-            .map(|(k, v)| LoadBalancerAttribute::builder().key(k).value(v).build())
-            .collect();
-        if !changes.is_empty() {
-            let r = self.elbv2.modify_load_balancer_attributes().load_balancer_arn(arn).set_attributes(Some(changes));
-            self.calls.run("aws/elbv2.ModifyLoadBalancerAttributes", r.send()).await?;
-        }
-        Ok(())
+    /// Registers and deregisters so that exactly `instances` are behind a target group (the
+    /// targets of a Service whose annotations are invalid: nothing else changes).
+    pub(crate) async fn nlb_retarget(
+        &self,
+        tg: &str,
+        node_port: u16,
+        instances: &[aws_sdk_ec2::types::Instance],
+    ) -> Result<(), CloudError> {
+        let o = plan::Observed {
+            targets: [(tg.to_string(), self.registered_targets(tg).await?)].into(),
+            instances: instances.iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
+            ..Default::default()
+        };
+        self.apply(&plan::retarget(&o, tg, node_port)).await.map(|_| ())
     }
 }
