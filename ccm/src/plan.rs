@@ -138,14 +138,20 @@ impl Report {
         if let Some(routes) = &self.routes {
             section("Routes".to_string(), routes);
         }
+        // Nodes: only those with something to say; the rest are counted.
         for n in self.nodes.iter().flatten() {
-            if !matches!(&n.outcome, Outcome::Changes(c) if c.is_empty()) {
+            if matches!(&n.outcome, Outcome::Changes(c) if !c.is_empty()) || matches!(n.outcome, Outcome::Failed(_)) {
                 section(format!("Node {}", n.name), &n.outcome);
             }
         }
         if let Some(nodes) = &self.nodes {
             let unchanged = nodes.iter().filter(|n| matches!(&n.outcome, Outcome::Changes(c) if c.is_empty())).count();
-            out.push_str(&format!("Nodes: {unchanged} of {} with no changes\n", nodes.len()));
+            let skipped = nodes.iter().filter(|n| matches!(n.outcome, Outcome::Skipped(_))).count();
+            out.push_str(&format!("Nodes: {unchanged} with no changes"));
+            if skipped > 0 {
+                out.push_str(&format!(", {skipped} skipped (another provider's)"));
+            }
+            out.push('\n');
         }
         out.push_str(&format!(
             "Plan: {} change{}, {} error{}.\n",

@@ -144,14 +144,14 @@ async fn run_batch(
         u.start(CcmFlavor::Upstream)?;
         u.create(specs).await?;
         o.create(specs).await?;
-        let planned = o.plan()?;
+        let planned = o.plan().await?;
         o.cluster.proxy.reset_calls();
         o.start(ours())?;
         let (a, b) = tokio::join!(u.settle_outcomes(specs, SETTLE), o.settle_outcomes(specs, SETTLE));
         a?;
         b?;
         o.quiet_writes(Duration::from_secs(3), SETTLE).await?;
-        check_plan(batch, &planned, &o, report)?;
+        check_plan(batch, &planned, &o, report).await?;
         let upstream_state = u.state(specs).await?;
         let our_state = o.state(specs).await?;
         compare(batch, &upstream_state, &our_state, allowances, report);
@@ -162,7 +162,7 @@ async fn run_batch(
         u.stop();
         // The migration check: before ours takes over, its plan for upstream's load balancers
         // is empty.
-        let takeover = u.plan()?;
+        let takeover = u.plan().await?;
         report.takeover_plans.extend(takeover.pending().iter().map(|p| format!("{}: {p}", batch.name)));
         u.cluster.proxy.reset_calls();
         u.start(ours())?;
@@ -274,7 +274,7 @@ fn compare(batch: &Batch, upstream: &ClusterState, ours: &ClusterState, allowanc
 /// What ours wrote for the batch is what it planned (as a multiset: the Services' calls
 /// interleave), and once it settled it plans nothing; Services that could not be planned still
 /// cannot, for the same reason.
-fn check_plan(batch: &Batch, planned: &parity::ServicePlans, o: &Side, report: &mut Report) -> Result<()> {
+async fn check_plan(batch: &Batch, planned: &parity::ServicePlans, o: &Side, report: &mut Report) -> Result<()> {
     let mut made: Vec<String> =
         o.cluster.proxy.mutating_calls().iter().map(|c| format!("aws/{}.{}", c.service, c.action)).collect();
     made.sort();
@@ -284,7 +284,7 @@ fn check_plan(batch: &Batch, planned: &parity::ServicePlans, o: &Side, report: &
     if made != expected {
         report.plan_mismatches.push(format!("{}: planned {expected:?}, made {made:?}", batch.name));
     }
-    let after = o.plan()?;
+    let after = o.plan().await?;
     if !after.pending().is_empty() {
         report.plan_mismatches.push(format!("{}: still planned after the ensure: {:?}", batch.name, after.pending()));
     }

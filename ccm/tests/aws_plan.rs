@@ -12,7 +12,7 @@ use ccm_e2e::{SeedOptions, TestCluster};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use support::aws::{WAIT, off_aws_config, plan, register, start, wait_all_initialized};
+use support::aws::{PlanRun, WAIT, off_aws_config, plan, register, start, wait_all_initialized};
 use support::eventually;
 
 const IDLE: &str = "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout";
@@ -38,9 +38,9 @@ fn service(name: &str, annotations: &[(&str, &str)]) -> Service {
 }
 
 /// Every AWS call since the last reset was a read.
-fn assert_read_only(cluster: &TestCluster, what: &str) -> Result<()> {
+fn assert_read_only(cluster: &TestCluster, what: &str, run: &PlanRun) -> Result<()> {
     let calls = cluster.proxy.calls();
-    ensure!(!calls.is_empty(), "{what}: plan made no AWS call at all");
+    ensure!(!calls.is_empty(), "{what}: plan made no AWS call at all: {run:?}");
     let writes = cluster.proxy.mutating_calls();
     ensure!(writes.is_empty(), "{what}: plan made mutating calls: {writes:?}");
     let not_describe: Vec<String> =
@@ -62,8 +62,8 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
 
     // Before any controller ran: the Nodes would be initialized, nothing else exists.
     cluster.proxy.reset_calls();
-    let first = plan(&cluster, &config, &flags)?;
-    assert_read_only(&cluster, "uninitialized Nodes")?;
+    let first = plan(&cluster, &config, &flags).await?;
+    assert_read_only(&cluster, "uninitialized Nodes", &first)?;
     ensure!(first.code == 2, "exit {} (2: changes): {}{}", first.code, first.stdout, first.stderr);
     ensure!(
         first.stdout.contains("remove the taint node.cloudprovider.kubernetes.io/uninitialized"),
@@ -93,12 +93,12 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
 
     // Settled: nothing to do anywhere.
     cluster.proxy.reset_calls();
-    let settled = plan(&cluster, &config, &flags)?;
-    assert_read_only(&cluster, "settled")?;
+    let settled = plan(&cluster, &config, &flags).await?;
+    assert_read_only(&cluster, "settled", &settled)?;
     ensure!(settled.code == 0, "exit {} (0: no changes): {}{}", settled.code, settled.stdout, settled.stderr);
     ensure!(settled.stdout.contains("Service default/web (load balancer a"), "{}", settled.stdout);
     ensure!(settled.stdout.matches("): no changes").count() == 2, "{}", settled.stdout);
-    ensure!(settled.stdout.contains("Nodes: 2 of 2 with no changes"), "{}", settled.stdout);
+    ensure!(settled.stdout.contains("Nodes: 2 with no changes, 2 skipped"), "{}", settled.stdout);
 
     // An edit: exactly the operations it needs, with reasons; JSON for automation.
     let edit = |pairs: serde_json::Value| serde_json::json!({ "metadata": { "annotations": pairs } });
@@ -113,8 +113,8 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
         .patch("fast", &PatchParams::default(), &Patch::Merge(&edit(serde_json::json!({ CROSS_ZONE: "true" }))))
         .await?;
     cluster.proxy.reset_calls();
-    let edited = plan(&cluster, &config, &[flags[0], "--output=json"])?;
-    assert_read_only(&cluster, "edited")?;
+    let edited = plan(&cluster, &config, &[flags[0], "--output=json"]).await?;
+    assert_read_only(&cluster, "edited", &edited)?;
     ensure!(edited.code == 2, "exit {}: {}{}", edited.code, edited.stdout, edited.stderr);
     let json: serde_json::Value = serde_json::from_str(&edited.stdout)?;
     let ops = |name: &str| -> Vec<String> {
@@ -129,7 +129,7 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
     };
     assert_eq!(ops("web"), ["aws/elb.AddTags", "aws/elb.ModifyLoadBalancerAttributes"]);
     assert_eq!(ops("fast"), ["aws/elbv2.ModifyLoadBalancerAttributes"]);
-    let text = plan(&cluster, &config, &[flags[0], "--service=default/web"])?;
+    let text = plan(&cluster, &config, &[flags[0], "--service=default/web"]).await?;
     ensure!(text.stdout.contains("~ aws/elb.ModifyLoadBalancerAttributes"), "{}", text.stdout);
     ensure!(text.stdout.contains("idle-timeout=300s"), "{}", text.stdout);
     ensure!(!text.stdout.contains("default/fast"), "--service selects: {}", text.stdout);
@@ -138,7 +138,7 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
     cluster.proxy.reset_calls();
     let ccm = start(&cluster, &config, None, &flags)?;
     eventually("the edits applied", WAIT, || async {
-        let p = plan(&cluster, &config, &flags)?;
+        let p = plan(&cluster, &config, &flags).await?;
         Ok((p.code == 0).then_some(()))
     })
     .await
@@ -153,9 +153,9 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
     );
 
     // A Service that does not exist is an error (exit 1); so is a bad flag (exit 2, as the controller).
-    let missing = plan(&cluster, &config, &[flags[0], "--service=default/nope"])?;
+    let missing = plan(&cluster, &config, &[flags[0], "--service=default/nope"]).await?;
     ensure!(missing.code == 1 && missing.stdout.contains("no such LoadBalancer Service"), "{missing:?}");
-    let bad = plan(&cluster, &config, &[flags[0], "--output=yaml"])?;
+    let bad = plan(&cluster, &config, &[flags[0], "--output=yaml"]).await?;
     ensure!(bad.code == 2, "{bad:?}");
 
     for name in ["web", "fast"] {

@@ -139,8 +139,13 @@ impl PlanOutput {
 
 impl CcmLaunch {
     /// Runs `cloud-controller-manager plan` (ours only) with the flags the controller would get,
-    /// plus `extra`.
-    pub fn plan(&self, extra: &[&str]) -> Result<PlanOutput> {
+    /// plus `extra`; off the async runtime, which keeps serving the proxy meanwhile.
+    pub async fn plan(&self, extra: &[&str]) -> Result<PlanOutput> {
+        let (launch, extra) = (self.clone(), extra.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        tokio::task::spawn_blocking(move || launch.plan_blocking(&extra)).await?
+    }
+
+    fn plan_blocking(&self, extra: &[String]) -> Result<PlanOutput> {
         let CcmFlavor::Ours(binary) = &self.flavor else { bail!("only this CCM has a plan command") };
         let port = crate::aws_emulator::free_port()?;
         let config_path = paths::log_dir().join(format!("plan-{}-{port}.conf", self.cluster_name));

@@ -218,9 +218,9 @@ impl Side {
 
     /// `cloud-controller-manager plan --output=json` (ours) with the flags [`Side::start`]
     /// gives a CCM: the Services' planned operations, without making any.
-    pub fn plan(&self) -> Result<ServicePlans> {
+    pub async fn plan(&self) -> Result<ServicePlans> {
         let ours = CcmFlavor::Ours(env!("CARGO_BIN_EXE_cloud-controller-manager").into());
-        let out = self.launch(ours, "service", &["--configure-cloud-routes=false", "--output=json"]).plan(&[])?;
+        let out = self.launch(ours, "service", &["--configure-cloud-routes=false", "--output=json"]).plan(&[]).await?;
         let json = out.json()?;
         let mut plans = ServicePlans::default();
         for s in json["services"].as_array().into_iter().flatten() {

@@ -78,17 +78,20 @@ pub struct PlanRun {
 }
 
 /// Runs `cloud-controller-manager plan` with the flags [`start`] gives the controller, plus
-/// `extra` (`--output=json`, `--service=…`), through the proxy.
-pub fn plan(cluster: &TestCluster, cloud_config: &str, extra: &[&str]) -> Result<PlanRun> {
+/// `extra` (`--output=json`, `--service=…`), through the proxy; off the async runtime, which
+/// keeps serving the proxy meanwhile.
+pub async fn plan(cluster: &TestCluster, cloud_config: &str, extra: &[&str]) -> Result<PlanRun> {
     let plane = ccm_e2e::ControlPlane::shared();
     let (args, envs) =
         command_line(cluster, cloud_config, cluster.proxy.endpoint(), None, plane.kubeconfig_path(), false, extra)?;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-controller-manager"))
-        .arg("plan")
-        .args(&args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .context("running cloud-controller-manager plan")?;
+    let run = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cloud-controller-manager"))
+            .arg("plan")
+            .args(&args)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+    };
+    let out = tokio::task::spawn_blocking(run).await?.context("running cloud-controller-manager plan")?;
     Ok(PlanRun {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
