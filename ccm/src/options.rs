@@ -18,7 +18,15 @@ use crate::duration::parse_duration;
 /// A Kubernetes cloud-controller-manager.
 #[derive(Debug, Clone, Parser)]
 // Like Go's pflag, a repeated flag takes its last value (list flags such as --controllers append).
-#[command(name = "cloud-controller-manager", version, about, long_about = None, args_override_self = true)]
+#[command(
+    name = "cloud-controller-manager",
+    version,
+    about,
+    long_about = None,
+    args_override_self = true,
+    after_help = "Subcommand: `cloud-controller-manager plan [FLAGS] [--output text|json] [--service NAMESPACE/NAME]...` \
+                  prints what the controllers would change now, changing nothing (exit 0: nothing, 2: changes, 1: error)."
+)]
 pub struct Args {
     /// The cloud provider: `aws` or `fake` (an in-memory cloud for trying the controllers).
     #[arg(long, env = "CLOUD_PROVIDER")]

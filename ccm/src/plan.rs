@@ -25,7 +25,14 @@ use crate::options::{Args, Config};
 /// Prints what the controllers would change in the cloud and the cluster, changing nothing.
 /// Takes every flag the controller takes.
 #[derive(Debug, Parser)]
-#[command(name = "cloud-controller-manager plan", bin_name = "cloud-controller-manager plan", version, long_about = None, args_override_self = true)]
+#[command(
+    name = "cloud-controller-manager plan",
+    bin_name = "cloud-controller-manager plan",
+    version,
+    long_about = None,
+    args_override_self = true,
+    after_help = "Exit code 0: nothing to change; 2: changes; 1: something could not be planned."
+)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub args: Args,

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ccm_e2e::{ControlPlane, FaultRule, NodeRegistration, SeedOptions, SeededVpc, TestCluster};
-use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Node, Service, ServicePort};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use support::CcmProcess;
 use support::aws::off_aws_config;
+use support::services::{lb_name, lb_service};
 
 const TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
 const TAGS: &str = "service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags";
@@ -82,34 +82,13 @@ struct Soak {
 }
 
 fn service(name: &str, nlb: bool, ports: &[i32]) -> Service {
-    let mut annotations = BTreeMap::new();
-    if nlb {
-        annotations.insert(TYPE.to_string(), "nlb".to_string());
-    }
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            annotations: Some(annotations),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            selector: Some([("app".to_string(), name.to_string())].into_iter().collect()),
-            ports: Some(ports.iter().map(|p| port(*p)).collect()),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    let annotations: &[(&str, &str)] = if nlb { &[(TYPE, "nlb")] } else { &[] };
+    let ports: Vec<(i32, &str)> = ports.iter().map(|p| (*p, "TCP")).collect();
+    lb_service(name, annotations, &ports)
 }
 
 fn port(p: i32) -> ServicePort {
     ServicePort { name: Some(format!("p{p}")), port: p, protocol: Some("TCP".into()), ..Default::default() }
-}
-
-fn lb_name(svc: &Service) -> String {
-    let uid: String = svc.metadata.uid.clone().unwrap_or_default().chars().filter(|c| *c != '-').collect();
-    format!("a{uid}").chars().take(32).collect()
 }
 
 /// An SDK error's AWS code, for "not yet" messages.

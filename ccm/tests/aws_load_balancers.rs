@@ -7,41 +7,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ccm_e2e::{FaultRule, SeedOptions, SeededVpc, Service as AwsService, TestCluster};
-use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use support::aws::{WAIT, off_aws_config, register, start, wait_all_initialized};
+use support::services::{lb_name, lb_service as service, wait_hostname};
 use support::{CcmProcess, event_reasons, eventually};
 
 const NLB: (&str, &str) = ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb");
-
-fn service(name: &str, annotations: &[(&str, &str)], ports: &[(i32, &str)]) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            selector: Some([("app".to_string(), name.to_string())].into_iter().collect()),
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|(port, protocol)| ServicePort {
-                        name: Some(format!("p{port}")),
-                        port: *port,
-                        protocol: Some(protocol.to_string()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        status: None,
-    }
-}
 
 struct Ground {
     cluster: TestCluster,
@@ -85,17 +57,7 @@ impl Ground {
     }
 
     async fn hostname(&self, name: &str) -> Result<String> {
-        let services = self.services();
-        eventually("an external hostname", WAIT, || async {
-            let svc = services.get(name).await?;
-            Ok(svc
-                .status
-                .and_then(|s| s.load_balancer)
-                .and_then(|l| l.ingress)
-                .and_then(|i| i.first()?.hostname.clone()))
-        })
-        .await
-        .with_context(|| self.ccm.log_tail())
+        wait_hostname(&self.services(), name, WAIT).await.with_context(|| self.ccm.log_tail())
     }
 
     /// Deletes the Service, waits until the finalizer let it go, and checks that nothing of the
@@ -125,11 +87,6 @@ impl Ground {
         .with_context(|| self.ccm.log_tail())?;
         Ok(())
     }
-
-    fn uid_name(svc: &Service) -> String {
-        let uid: String = svc.metadata.uid.clone().unwrap_or_default().chars().filter(|c| *c != '-').collect();
-        format!("a{uid}").chars().take(32).collect()
-    }
 }
 
 /// The AWS call budget of one operation (the numbers are in docs/load-balancers.md).
@@ -147,7 +104,7 @@ fn assert_budget(what: &str, g: &Ground, total: usize, mutating: usize) {
 async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()> {
     let g = ground("clb", 2, "").await?;
     let created = g.services().create(&PostParams::default(), &service("web", &[], &[(80, "TCP")])).await?;
-    let lb_name = Ground::uid_name(&created);
+    let lb_name = lb_name(&created);
     let hostname = g.hostname("web").await?;
     let creates = g.cluster.proxy.summary();
     eprintln!("CLB create: {creates:?}");
@@ -232,7 +189,7 @@ async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<
     let mut svc = service("edge", &[NLB], &[(443, "TCP"), (80, "TCP")]);
     svc.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
     let created = g.services().create(&PostParams::default(), &svc).await?;
-    let lb_name = Ground::uid_name(&created);
+    let lb_name = lb_name(&created);
     g.hostname("edge").await?;
     eprintln!("NLB create: {:?}", g.cluster.proxy.summary());
     assert_budget("NLB create (2 ports)", &g, 32, 10);
@@ -333,7 +290,7 @@ async fn invalid_annotations_are_reported_together_and_change_nothing() -> Resul
     let nodes: Api<Node> = Api::all(g.client.clone());
     let exclude = serde_json::json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}});
     nodes.patch(&g.vpc.instances[0].private_dns, &PatchParams::default(), &Patch::Merge(&exclude)).await?;
-    let lb_name = Ground::uid_name(&created);
+    let lb_name = lb_name(&created);
     let elb = &g.cluster.direct.elb;
     eventually("the excluded Node's instance deregistered", WAIT, || async {
         let d = elb.describe_load_balancers().load_balancer_names(&lb_name).send().await?;
@@ -371,7 +328,7 @@ async fn unknown_keys_warn_but_the_load_balancer_works() -> Result<()> {
 async fn changing_the_type_replaces_the_load_balancer_completely() -> Result<()> {
     let g = ground("typechange", 1, "").await?;
     let created = g.services().create(&PostParams::default(), &service("flip", &[], &[(80, "TCP")])).await?;
-    let lb_name = Ground::uid_name(&created);
+    let lb_name = lb_name(&created);
     g.hostname("flip").await?;
     let to_nlb = serde_json::json!({"metadata": {"annotations": {NLB.0: NLB.1}}});
     g.services().patch("flip", &PatchParams::default(), &Patch::Merge(&to_nlb)).await?;
@@ -435,7 +392,7 @@ async fn an_upstream_classic_elb_is_adopted_untouched() -> Result<()> {
     let names = register(&cluster, &client, &vpc).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let svc = services.create(&PostParams::default(), &service("legacy", &[], &[(80, "TCP")])).await?;
-    let lb_name = Ground::uid_name(&svc);
+    let lb_name = lb_name(&svc);
     let node_port = svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap();
 
     // What upstream would have left in AWS for this Service.
@@ -562,7 +519,7 @@ async fn nlb_eips_managed_security_group_and_nodes_following() -> Result<()> {
     let annotations = [NLB, ("service.beta.kubernetes.io/aws-load-balancer-eip-allocations", eip_list.as_str())];
     let created =
         g.services().create(&PostParams::default(), &service("static", &annotations, &[(443, "TCP")])).await?;
-    let lb_name = Ground::uid_name(&created);
+    let lb_name = lb_name(&created);
     g.hostname("static").await?;
 
     let requests = g.cluster.proxy.requests(AwsService::Elbv2, "CreateLoadBalancer");
@@ -703,7 +660,7 @@ async fn a_loose_type_value_never_replaces_an_existing_load_balancer() -> Result
     tokio::time::sleep(Duration::from_secs(4)).await;
     let writes = g.cluster.proxy.mutating_calls();
     assert!(writes.is_empty(), "the NLB was touched: {writes:?}");
-    let name = Ground::uid_name(&created);
+    let name = lb_name(&created);
     let nlbs = g.cluster.direct.elbv2.describe_load_balancers().names(&name).send().await?;
     assert_eq!(nlbs.load_balancers().len(), 1, "the NLB is still there");
     assert!(

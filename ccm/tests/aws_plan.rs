@@ -9,32 +9,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ccm_e2e::{SeedOptions, TestCluster};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use support::aws::{PlanRun, WAIT, off_aws_config, plan, register, start, wait_all_initialized};
 use support::eventually;
+use support::services::{lb_service, wait_hostname};
 
 const IDLE: &str = "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout";
 const TAGS: &str = "service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags";
 const CROSS_ZONE: &str = "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled";
 
 fn service(name: &str, annotations: &[(&str, &str)]) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            selector: Some([("app".to_string(), name.to_string())].into()),
-            ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..Default::default() }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    lb_service(name, annotations, &[(80, "TCP")])
 }
 
 /// Every AWS call since the last reset was a read.
@@ -82,12 +68,7 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
     let ccm = start(&cluster, &config, None, &flags)?;
     wait_all_initialized(&client, &names, &ccm).await?;
     for name in ["web", "fast"] {
-        eventually("an external hostname", WAIT, || async {
-            let svc = services.get(name).await?;
-            Ok(svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).filter(|i| !i.is_empty()))
-        })
-        .await
-        .with_context(|| ccm.log_tail())?;
+        wait_hostname(&services, name, WAIT).await.with_context(|| ccm.log_tail())?;
     }
     drop(ccm);
 

@@ -36,6 +36,18 @@ fn flags_reference_matches_help() {
 }
 
 #[test]
+fn plan_reference_matches_its_help() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-controller-manager"))
+        .args(["plan", "--help"])
+        .output()
+        .expect("plan --help");
+    let help = String::from_utf8(out.stdout).expect("utf-8");
+    // Only what `plan` adds: the controller's flags are above.
+    let own: Vec<&str> = help.lines().skip_while(|l| !l.trim_start().starts_with("--output")).collect();
+    check("flags.md", "plan", &format!("```text\n{}\n```\n", own.join("\n")));
+}
+
+#[test]
 fn compat_flags_reference_matches_the_code() {
     let list: Vec<String> =
         cloud_controller_manager::compat_flags::CompatFlags::ALL.iter().map(|f| format!("`{f}`")).collect();

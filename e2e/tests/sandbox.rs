@@ -45,6 +45,9 @@ fn sandbox_default_gives_the_example_service_a_classic_elb_on_moto() {
     assert!(stdout.contains("listeners=[TCP:80→"), "{stdout}");
     assert!(stdout.contains("EnsuredLoadBalancer"), "{stdout}");
     assert!(stdout.contains("elb/CreateLoadBalancer"), "{stdout}");
+    assert!(stdout.contains("cloud-controller-manager plan now says:"), "{stdout}");
+    assert!(stdout.contains("Service default/hello (load balancer a"), "{stdout}");
+    assert!(stdout.contains("Plan: 0 changes, 0 errors."), "settled means nothing to change:\n{stdout}");
     assert!(stdout.contains("load balancers left in AWS: 0"), "deleting the Service leaves nothing:\n{stdout}");
 }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod services;
 
 use std::future::Future;
 use std::sync::Arc;

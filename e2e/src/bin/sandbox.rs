@@ -107,24 +107,29 @@ async fn main() -> Result<()> {
         options.provider,
         log_path.display()
     );
+    // The flags the controller runs with; `plan` takes the same.
+    let mut flags = vec![
+        format!("--cloud-provider={}", options.provider),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--cluster-cidr=10.244.0.0/16".to_string(),
+    ];
+    let mut envs: Vec<(&'static str, String)> = Vec::new();
+    if let Some(aws) = &aws {
+        flags.push(format!("--cloud-config={}", aws.cloud_config.display()));
+        flags.push(format!("--cluster-name={}", aws.vpc.cluster_id));
+        envs = aws.env();
+    }
     let mut command = Command::new(&ccm_binary);
     command
-        .arg(format!("--cloud-provider={}", options.provider))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["--cluster-cidr=10.244.0.0/16", "--bind-address=127.0.0.1", "--node-monitor-period=2s"])
+        .args(&flags)
+        .args(["--bind-address=127.0.0.1", "--node-monitor-period=2s"])
         .arg(format!("--secure-port={port}"))
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path)?);
-    if let Some(aws) = &aws {
-        command
-            .arg(format!("--cloud-config={}", aws.cloud_config.display()))
-            .arg(format!("--cluster-name={}", aws.vpc.cluster_id));
-        for (key, value) in aws.env() {
-            command.env(key, value);
-        }
-    }
     let ccm = CcmProcess(command.spawn().context("starting cloud-controller-manager")?);
+    // The fake cloud lives in the controller's memory: another process cannot plan against it.
+    let plan = aws.is_some().then(|| PlanCommand { binary: ccm_binary.clone(), flags, envs });
 
     if let Some(path) = &options.service {
         apply_service(&client, path).await?;
@@ -142,15 +147,27 @@ async fn main() -> Result<()> {
         );
         println!("  aws ec2 describe-instances; aws elb describe-load-balancers; aws elbv2 describe-load-balancers");
     }
+    if let Some(plan) = &plan {
+        println!("  what it would change now (reads only; exit 0: nothing, 2: changes):");
+        println!("    {}", plan.shell());
+    }
     println!("Ctrl-C stops everything this started.\n");
 
     let started = Instant::now();
+    let mut planned = false;
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     let mut seen_events = std::collections::BTreeSet::new();
     loop {
         let mut ready = show_changes(&client, &mut shown, &mut seen_events).await?;
         if let Some(aws) = &aws {
             ready &= aws.show_changes(&mut shown).await?;
+        }
+        if let Some(plan) = plan.as_ref().filter(|_| ready && !planned) {
+            planned = true;
+            println!("==> everything is up; cloud-controller-manager plan now says:");
+            for line in plan.run().await?.lines() {
+                println!("    {line}");
+            }
         }
         if let Some(limit) = options.until_ready {
             if ready {
@@ -182,6 +199,29 @@ async fn main() -> Result<()> {
     drop(aws);
     drop(plane);
     Ok(())
+}
+
+/// `cloud-controller-manager plan` with the controller's flags.
+struct PlanCommand {
+    binary: PathBuf,
+    flags: Vec<String>,
+    envs: Vec<(&'static str, String)>,
+}
+
+impl PlanCommand {
+    /// The command line to copy into a shell.
+    fn shell(&self) -> String {
+        let envs: Vec<String> = self.envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{} {} plan {}", envs.join(" "), self.binary.display(), self.flags.join(" ")).trim().to_string()
+    }
+
+    /// Runs it; its output (stdout, then stderr).
+    async fn run(&self) -> Result<String> {
+        let mut command = Command::new(&self.binary);
+        command.arg("plan").args(&self.flags).envs(self.envs.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = tokio::task::spawn_blocking(move || command.output()).await??;
+        Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 async fn apply_service(client: &kube::Client, path: &std::path::Path) -> Result<()> {

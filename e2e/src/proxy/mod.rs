@@ -40,6 +40,26 @@ pub struct CallRecord {
     pub headers: Vec<(String, String)>,
     /// When the proxy received it (before any injected latency).
     pub at: std::time::SystemTime,
+    /// The error code AWS answered with (`InvalidPermission.Duplicate`, ...), once answered.
+    answer: Arc<std::sync::OnceLock<String>>,
+}
+
+impl CallRecord {
+    /// The error code of the emulator's answer (not of an injected fault), if it was an error.
+    pub fn error_code(&self) -> Option<&str> {
+        self.answer.get().map(String::as_str)
+    }
+
+    /// How many permissions (`IpPermissions.N`) an ingress call carried.
+    pub fn permissions(&self) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, _) in &self.params {
+            if let Some(rest) = key.strip_prefix("IpPermissions.") {
+                seen.insert(rest.split('.').next().unwrap_or_default().to_string());
+            }
+        }
+        seen.len()
+    }
 }
 
 #[derive(Default)]
@@ -164,7 +184,7 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
     let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let call = CallId::parse(parts.uri.query(), &body, authorization);
 
-    let (delay, error) = {
+    let (delay, error, answer) = {
         let mut record = inner.record.lock().expect("proxy record lock");
         let mut delay = Duration::ZERO;
         let mut error = None;
@@ -184,14 +204,16 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
+        let answer = Arc::new(std::sync::OnceLock::new());
         record.calls.push(CallRecord {
             call: call.clone(),
             fault: error.clone(),
             params,
             headers,
             at: std::time::SystemTime::now(),
+            answer: answer.clone(),
         });
-        (delay, error)
+        (delay, error, answer)
     };
     tracing::debug!(service = %call.service, action = %call.action, ?error, ?delay, "AWS call");
     if !delay.is_zero() {
@@ -213,6 +235,16 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
     };
     parts.headers.remove(header::HOST);
     match inner.client.request(http::Request::from_parts(parts, Full::new(body))).await {
+        Ok(response) if response.status().as_u16() >= 400 => {
+            // Errors are small: read the code for the record, then pass the answer on.
+            let (parts, body) = response.into_parts();
+            let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(code) = text.split("<Code>").nth(1).and_then(|rest| rest.split("</Code>").next()) {
+                let _ = answer.set(code.to_string());
+            }
+            Response::from_parts(parts, Body::from(bytes))
+        }
         Ok(response) => response.map(Body::new),
         Err(err) => (StatusCode::BAD_GATEWAY, format!("forwarding to {}: {err}", inner.upstream)).into_response(),
     }

@@ -12,6 +12,7 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::api_metrics::{ApiMetrics, CallLabels, OperationLabels, RequestLabels};
 use crate::errors::AwsError;
+use crate::operations::Op;
 use crate::throttling::ThrottleTracker;
 
 #[derive(Default)]
@@ -34,16 +35,17 @@ fn split_op(op: &'static str) -> (&'static str, &'static str) {
 }
 
 impl Calls {
-    /// Runs one AWS call named `op` (`aws/<service>.<Operation>`).
+    /// Runs one AWS call, `op` (every operation is one of [`crate::operations`]).
     pub async fn run<T, E, R>(
         self: &Arc<Self>,
-        op: &'static str,
+        op: impl Into<Op>,
         call: impl Future<Output = Result<T, SdkError<E, R>>>,
     ) -> Result<T, AwsError>
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
+        let op = op.into().name;
         let delay = self.throttle.delay();
         if !delay.is_zero() {
             self.metrics.throttle_delay.inc_by(delay.as_secs_f64());

@@ -1,5 +1,4 @@
-//! The EC2 calls this provider makes, and no others (the IAM policy is checked against
-//! [`OPERATIONS`]).
+//! The EC2 calls this provider makes (each one of [`crate::operations::Ec2Op`]).
 
 use std::sync::Arc;
 
@@ -10,24 +9,7 @@ use aws_sdk_ec2::types::{
 
 use crate::calls::Calls;
 use crate::errors::AwsError;
-
-/// Every EC2 operation [`Ec2`] calls.
-pub const OPERATIONS: [&str; 14] = [
-    "DescribeInstances",
-    "DescribeInstanceTopology",
-    "DescribeAvailabilityZones",
-    "DescribeRouteTables",
-    "CreateRoute",
-    "DeleteRoute",
-    "ModifyInstanceAttribute",
-    "DescribeSubnets",
-    "DescribeSecurityGroups",
-    "CreateSecurityGroup",
-    "DeleteSecurityGroup",
-    "AuthorizeSecurityGroupIngress",
-    "RevokeSecurityGroupIngress",
-    "CreateTags",
-];
+use crate::operations::Ec2Op;
 
 pub fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
     Filter::builder().name(name).set_values(Some(values.into_iter().map(Into::into).collect())).build()
@@ -55,7 +37,7 @@ impl Ec2 {
             } else {
                 request = request.set_instance_ids(Some(ids.clone()));
             }
-            let page = self.calls.run("aws/ec2.DescribeInstances", request.send()).await?;
+            let page = self.calls.run(Ec2Op::DescribeInstances, request.send()).await?;
             out.extend(page.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
             token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
             if token.is_none() {
@@ -68,15 +50,13 @@ impl Ec2 {
     /// no topology for it.
     pub async fn instance_topology(&self, id: &str) -> Result<Option<Vec<String>>, AwsError> {
         let request = self.client.describe_instance_topology().instance_ids(id);
-        let out = self.calls.run("aws/ec2.DescribeInstanceTopology", request.send()).await?;
+        let out = self.calls.run(Ec2Op::DescribeInstanceTopology, request.send()).await?;
         Ok(out.instances().first().map(|t| t.network_nodes().to_vec()))
     }
 
     pub async fn availability_zones(&self) -> Result<Vec<AvailabilityZone>, AwsError> {
-        let out = self
-            .calls
-            .run("aws/ec2.DescribeAvailabilityZones", self.client.describe_availability_zones().send())
-            .await?;
+        let out =
+            self.calls.run(Ec2Op::DescribeAvailabilityZones, self.client.describe_availability_zones().send()).await?;
         Ok(out.availability_zones().to_vec())
     }
 
@@ -90,7 +70,7 @@ impl Ec2 {
                 .set_route_table_ids((!ids.is_empty()).then(|| ids.clone()))
                 .set_filters(Some(filters.clone()))
                 .set_next_token(token);
-            let page = self.calls.run("aws/ec2.DescribeRouteTables", request.send()).await?;
+            let page = self.calls.run(Ec2Op::DescribeRouteTables, request.send()).await?;
             out.extend(page.route_tables().iter().cloned());
             token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
             if token.is_none() {
@@ -102,12 +82,12 @@ impl Ec2 {
     pub async fn create_route(&self, table: &str, cidr: &str, instance_id: &str) -> Result<(), AwsError> {
         let request =
             self.client.create_route().route_table_id(table).destination_cidr_block(cidr).instance_id(instance_id);
-        self.calls.run("aws/ec2.CreateRoute", request.send()).await.map(|_| ())
+        self.calls.run(Ec2Op::CreateRoute, request.send()).await.map(|_| ())
     }
 
     pub async fn delete_route(&self, table: &str, cidr: &str) -> Result<(), AwsError> {
         let request = self.client.delete_route().route_table_id(table).destination_cidr_block(cidr);
-        self.calls.run("aws/ec2.DeleteRoute", request.send()).await.map(|_| ())
+        self.calls.run(Ec2Op::DeleteRoute, request.send()).await.map(|_| ())
     }
 
     /// Turns the source/destination check off, so the instance may receive pod traffic.
@@ -117,13 +97,13 @@ impl Ec2 {
             .modify_instance_attribute()
             .instance_id(instance_id)
             .source_dest_check(AttributeBooleanValue::builder().value(false).build());
-        self.calls.run("aws/ec2.ModifyInstanceAttribute", request.send()).await.map(|_| ())
+        self.calls.run(Ec2Op::ModifyInstanceAttribute, request.send()).await.map(|_| ())
     }
 
     pub async fn subnets(&self, ids: Vec<String>, filters: Vec<Filter>) -> Result<Vec<Subnet>, AwsError> {
         let request =
             self.client.describe_subnets().set_subnet_ids((!ids.is_empty()).then_some(ids)).set_filters(Some(filters));
-        Ok(self.calls.run("aws/ec2.DescribeSubnets", request.send()).await?.subnets().to_vec())
+        Ok(self.calls.run(Ec2Op::DescribeSubnets, request.send()).await?.subnets().to_vec())
     }
 
     pub async fn security_groups(
@@ -140,7 +120,7 @@ impl Ec2 {
                 .set_group_ids((!ids.is_empty()).then(|| ids.clone()))
                 .set_filters(Some(filters.clone()))
                 .set_next_token(token);
-            let page = self.calls.run("aws/ec2.DescribeSecurityGroups", request.send()).await?;
+            let page = self.calls.run(Ec2Op::DescribeSecurityGroups, request.send()).await?;
             out.extend(page.security_groups().iter().cloned());
             token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
             if token.is_none() {
@@ -167,13 +147,13 @@ impl Ec2 {
             .description(description)
             .vpc_id(vpc_id)
             .tag_specifications(tags);
-        let out = self.calls.run("aws/ec2.CreateSecurityGroup", request.send()).await?;
+        let out = self.calls.run(Ec2Op::CreateSecurityGroup, request.send()).await?;
         Ok(out.group_id().unwrap_or_default().to_string())
     }
 
     pub async fn delete_security_group(&self, id: &str) -> Result<(), AwsError> {
         let request = self.client.delete_security_group().group_id(id);
-        self.calls.run("aws/ec2.DeleteSecurityGroup", request.send()).await.map(|_| ())
+        self.calls.run(Ec2Op::DeleteSecurityGroup, request.send()).await.map(|_| ())
     }
 
     /// Adds ingress rules. AWS refuses a whole batch when one rule in it already exists
@@ -218,11 +198,11 @@ impl Ec2 {
         if authorize {
             let request =
                 self.client.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
-            self.calls.run("aws/ec2.AuthorizeSecurityGroupIngress", request.send()).await.map(|_| ())
+            self.calls.run(Ec2Op::AuthorizeSecurityGroupIngress, request.send()).await.map(|_| ())
         } else {
             let request =
                 self.client.revoke_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions));
-            self.calls.run("aws/ec2.RevokeSecurityGroupIngress", request.send()).await.map(|_| ())
+            self.calls.run(Ec2Op::RevokeSecurityGroupIngress, request.send()).await.map(|_| ())
         }
     }
 
@@ -232,6 +212,6 @@ impl Ec2 {
             .create_tags()
             .resources(resource)
             .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()));
-        self.calls.run("aws/ec2.CreateTags", request.send()).await.map(|_| ())
+        self.calls.run(Ec2Op::CreateTags, request.send()).await.map(|_| ())
     }
 }

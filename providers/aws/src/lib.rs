@@ -19,6 +19,7 @@ pub mod iam;
 pub mod instance_cache;
 pub mod instances;
 pub mod load_balancers;
+pub mod operations;
 pub mod provider_id;
 pub mod routes;
 pub mod tags;
@@ -38,9 +39,7 @@ pub const PROVIDER_NAME: &str = "aws";
 
 /// Every AWS operation the provider can call, as `service:Action` (the IAM policy's terms).
 pub fn operations() -> Vec<String> {
-    let ec2 = ec2::OPERATIONS.iter().map(|op| format!("ec2:{op}"));
-    let elb = load_balancers::ELB_OPERATIONS.iter().chain(load_balancers::ELBV2_OPERATIONS.iter());
-    let mut all: Vec<String> = ec2.chain(elb.map(|op| format!("elasticloadbalancing:{op}"))).collect();
+    let mut all: Vec<String> = operations::all().iter().map(|op| op.iam.to_string()).collect();
     all.sort();
     all.dedup();
     all

@@ -28,10 +28,11 @@
 //!   changes. Workers never wait on a cloud operation in progress; with
 //!   `--concurrent-service-syncs` > 1 a slow Service does not hold up the others.
 
+mod decision;
 mod fingerprint;
 pub mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,7 @@ use super::backoff::Backoff;
 use super::{ReconcileError, Shared};
 use crate::events::Events;
 use crate::objects::{self, LB_CLEANUP_FINALIZER};
+use decision::{Ensure, NodeSet, ResyncClock, Synced};
 
 pub use fingerprint::fingerprint;
 
@@ -65,16 +67,6 @@ pub struct Settings {
     pub resync: Option<Duration>,
 }
 
-/// What was last pushed to the cloud for a Service.
-#[derive(Debug, Clone)]
-struct Synced {
-    fingerprint: u64,
-    nodes: BTreeSet<(String, Option<String>)>,
-    at: Instant,
-    /// The last full ensure found the Service invalid: only host updates until it changes.
-    invalid: bool,
-}
-
 struct Context<P: CloudProvider> {
     shared: Shared,
     lb: Arc<P>,
@@ -83,16 +75,11 @@ struct Context<P: CloudProvider> {
     events: Events,
     synced: Mutex<HashMap<String, Synced>>,
     backoff: Backoff,
-    started: Instant,
+    clock: ResyncClock,
 }
 
-/// The time until the next multiple of `period` since `started`, plus a small margin so the
-/// requeue lands after the tick.
-fn until_next_tick(started: Instant, period: Duration) -> Duration {
-    let elapsed = started.elapsed().as_nanos();
-    let period_ns = period.as_nanos().max(1);
-    let left = period_ns - elapsed % period_ns;
-    Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX)) + Duration::from_millis(5)
+fn requeue(after: Option<Duration>) -> Action {
+    after.map_or_else(Action::await_change, Action::requeue)
 }
 
 impl<P: CloudProvider> Context<P> {
@@ -125,8 +112,8 @@ pub async fn run<P: CloudProvider>(
         events,
         synced: Mutex::default(),
         backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+        clock: ResyncClock::new(Instant::now(), settings.resync),
         settings: settings.clone(),
-        started: Instant::now(),
     });
     Controller::new(Api::<Service>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(settings.workers))
@@ -158,7 +145,7 @@ async fn watch_node_set(
             tracing::warn!(%err, "node watch");
             continue;
         }
-        let current: BTreeSet<(String, Option<String>)> = store
+        let current: NodeSet = store
             .state()
             .iter()
             .filter(|n| objects::is_lb_included(n))
@@ -179,7 +166,7 @@ fn eligible_nodes(store: &Store<Node>) -> Vec<NodeInfo> {
     nodes
 }
 
-fn node_key(nodes: &[NodeInfo]) -> BTreeSet<(String, Option<String>)> {
+fn node_key(nodes: &[NodeInfo]) -> NodeSet {
     nodes.iter().map(|n| (n.name.clone(), n.provider_id.clone())).collect()
 }
 
@@ -189,15 +176,13 @@ fn key(service: &Service) -> String {
 
 async fn reconcile<P: CloudProvider>(service: Arc<Service>, ctx: Arc<Context<P>>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
-    let result = if objects::has_finalizer(&service, LB_CLEANUP_FINALIZER)
-        && (service.meta().deletion_timestamp.is_some() || !objects::wants_load_balancer(&service))
-    {
-        delete(&service, &ctx).await
-    } else if objects::wants_load_balancer(&service) && service.meta().deletion_timestamp.is_none() {
-        ensure(&service, &ctx).await
-    } else {
-        ctx.synced.lock().expect("lock").remove(&key(&service));
-        Ok(Action::await_change())
+    let result = match decision::sync(&service) {
+        decision::Sync::Delete => delete(&service, &ctx).await,
+        decision::Sync::Ensure => ensure(&service, &ctx).await,
+        decision::Sync::Forget => {
+            ctx.synced.lock().expect("lock").remove(&key(&service));
+            Ok(Action::await_change())
+        }
     };
     ctx.shared.metrics.reconciled(NAME, started.elapsed().as_secs_f64());
     if result.is_ok() {
@@ -221,32 +206,14 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     let nodes = eligible_nodes(&ctx.nodes);
     let node_set = node_key(&nodes);
     let previous = ctx.synced.lock().expect("lock").get(&key).cloned();
-    // Periodic re-ensures happen on ticks shared by every Service (multiples of the period
-    // since start), so the provider can batch their describes; a Service is due once a tick
-    // has passed since its last full ensure.
-    let tick = |at: Instant| {
-        ctx.settings.resync.map(|period| (at.duration_since(ctx.started).as_nanos() / period.as_nanos().max(1)) as u64)
-    };
-    let next_resync = |at: Instant| {
-        ctx.settings.resync.map(|period| {
-            let due = tick(at).unwrap_or(0) < tick(Instant::now()).unwrap_or(0);
-            if due { Duration::ZERO } else { until_next_tick(ctx.started, period) }
-        })
-    };
-
-    if let Some(prev) =
-        previous.filter(|p| p.fingerprint == fingerprint && objects::has_finalizer(service, LB_CLEANUP_FINALIZER))
-    {
-        let due = next_resync(prev.at).is_some_and(|left| left.is_zero());
-        // New Nodes go to the load balancer as a host update; for an invalid Service that is
-        // all that can be done, even when a periodic re-ensure is due.
-        if prev.nodes != node_set && (!due || prev.invalid) {
-            let at = prev.at;
-            update_hosts(ctx, &object, &key, &info, &nodes, node_set, prev).await?;
-            return Ok(next_resync(at).map_or_else(Action::await_change, Action::requeue));
-        }
-        if !due {
-            return Ok(next_resync(prev.at).map_or_else(Action::await_change, Action::requeue));
+    let has_finalizer = objects::has_finalizer(service, LB_CLEANUP_FINALIZER);
+    match decision::ensure(previous.as_ref(), fingerprint, has_finalizer, &node_set, &ctx.clock, Instant::now()) {
+        Ensure::Full => {}
+        Ensure::Nothing(after) => return Ok(requeue(after)),
+        Ensure::Hosts(after) => {
+            let previous = previous.expect("a host update follows an ensure");
+            update_hosts(ctx, &object, &key, &info, &nodes, node_set, previous).await?;
+            return Ok(requeue(after));
         }
     }
 
@@ -280,10 +247,7 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
                     .await?;
             }
             remember(false);
-            Ok(ctx
-                .settings
-                .resync
-                .map_or_else(Action::await_change, |p| Action::requeue(until_next_tick(ctx.started, p))))
+            Ok(requeue(ctx.clock.until_next_tick(Instant::now())))
         }
         Err(CloudError::ImplementedElsewhere) => {
             tracing::debug!(service = %key, "load balancer implemented elsewhere");
@@ -308,7 +272,7 @@ async fn update_hosts<P: CloudProvider>(
     key: &str,
     info: &cloud_provider::ServiceInfo,
     nodes: &[NodeInfo],
-    node_set: BTreeSet<(String, Option<String>)>,
+    node_set: NodeSet,
     previous: Synced,
 ) -> Result<(), ReconcileError> {
     let started = Instant::now();

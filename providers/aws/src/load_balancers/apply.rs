@@ -108,7 +108,7 @@ impl AwsLoadBalancers {
     pub(crate) async fn apply(&self, plan: &[Change]) -> Result<Applied, CloudError> {
         let mut applied = Applied::default();
         for change in plan {
-            tracing::debug!(op = change.action.operation(), reason = %change.reason, "applying");
+            tracing::debug!(op = change.action.operation().name, reason = %change.reason, "applying");
             self.apply_one(&change.action, &mut applied).await?;
         }
         Ok(applied)
@@ -121,11 +121,11 @@ impl AwsLoadBalancers {
                 let id = match self.ec2.create_security_group(name, description, &self.vpc_id, tags).await {
                     Ok(id) => id,
                     // Made meanwhile (a concurrent sync): use it.
-                    Err(err) if err.has_code("InvalidGroup.Duplicate") => self
-                        .group_named(name)
-                        .await?
-                        .and_then(|g| g.group_id().map(String::from))
-                        .ok_or_else(|| CloudError::transient(op, format!("{name} exists but cannot be found")))?,
+                    Err(err) if err.has_code("InvalidGroup.Duplicate") => {
+                        self.group_named(name).await?.and_then(|g| g.group_id().map(String::from)).ok_or_else(|| {
+                            CloudError::transient(op.name, format!("{name} exists but cannot be found"))
+                        })?
+                    }
                     Err(err) => return Err(err.into()),
                 };
                 applied.groups.insert(name.clone(), id);

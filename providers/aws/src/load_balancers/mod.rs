@@ -21,20 +21,18 @@ pub mod subnets;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use aws_sdk_ec2::types::{Instance, InstanceStateName, SecurityGroup};
+use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use cloud_provider::{CloudError, LoadBalancerStatus, LoadBalancers, NodeInfo, ServiceInfo};
 
 use crate::calls::Calls;
 use crate::describe_batch::DescribeBatch;
-use crate::ec2::{Ec2, filter};
+use crate::ec2::Ec2;
 use crate::errors::AwsError;
 use crate::instance_cache::InstanceCache;
 use crate::instances::AwsInstances;
+use crate::operations::{ElbOp, Elbv2Op};
 use crate::tags::ClusterTags;
 use service_config::{Kind, LbConfig, Parsed};
-
-pub use classic::OPERATIONS as ELB_OPERATIONS;
-pub use nlb::OPERATIONS as ELBV2_OPERATIONS;
 
 /// `kubernetes.io/service-name`: which Service a load balancer and its parts belong to.
 pub const SERVICE_NAME_TAG: &str = "kubernetes.io/service-name";
@@ -90,7 +88,7 @@ impl AwsLoadBalancers {
             let (elb, calls) = (elb_client.clone(), elb_calls.clone());
             Box::pin(async move {
                 let r = elb.describe_load_balancers().set_load_balancer_names(Some(names));
-                let out = calls.run("aws/elb.DescribeLoadBalancers", r.send()).await?;
+                let out = calls.run(ElbOp::DescribeLoadBalancers, r.send()).await?;
                 Ok(out
                     .load_balancer_descriptions()
                     .iter()
@@ -103,7 +101,7 @@ impl AwsLoadBalancers {
             let (elbv2, calls) = (v2_client.clone(), v2_calls.clone());
             Box::pin(async move {
                 let r = elbv2.describe_load_balancers().set_names(Some(names));
-                let out = calls.run("aws/elbv2.DescribeLoadBalancers", r.send()).await?;
+                let out = calls.run(Elbv2Op::DescribeLoadBalancers, r.send()).await?;
                 Ok(out
                     .load_balancers()
                     .iter()
@@ -141,69 +139,6 @@ impl AwsLoadBalancers {
         tags
     }
 
-    /// The subnets for a new or existing load balancer: the annotation's, else discovery.
-    pub(crate) async fn subnets_for(&self, cfg: &LbConfig) -> Result<Vec<String>, CloudError> {
-        if let Some(wanted) = &cfg.subnets {
-            let (ids, names): (Vec<String>, Vec<String>) =
-                wanted.iter().cloned().partition(|s| s.starts_with("subnet-"));
-            let mut found: Vec<String> = Vec::new();
-            if !ids.is_empty() {
-                found.extend(
-                    self.ec2.subnets(ids, Vec::new()).await?.iter().filter_map(|s| s.subnet_id().map(String::from)),
-                );
-            }
-            if !names.is_empty() {
-                let by_name = self
-                    .ec2
-                    .subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()]), filter("tag:Name", names)])
-                    .await?;
-                found.extend(by_name.iter().filter_map(|s| s.subnet_id().map(String::from)));
-            }
-            if found.len() != wanted.len() {
-                return Err(CloudError::invalid(
-                    "aws/lb.subnets",
-                    format!("{}: {} given, {} found: {found:?}", annotations::SUBNETS, wanted.len(), found.len()),
-                ));
-            }
-            return Ok(found);
-        }
-        let subnets = self.ec2.subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
-        let tables = self.ec2.route_tables(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
-        let zone_types = self.zone_types().await?;
-        let candidates = subnets::candidates(&subnets, &tables, &zone_types);
-        match subnets::choose(&candidates, cfg.internal, &self.cluster) {
-            Ok(chosen) => Ok(chosen),
-            Err(why) => match &self.fallback_subnet {
-                Some(subnet) if candidates.is_empty() => {
-                    tracing::warn!(%subnet, "no subnets found; using the configured SubnetID");
-                    Ok(vec![subnet.clone()])
-                }
-                _ => Err(CloudError::Failed {
-                    op: "aws/lb.subnets",
-                    message: why,
-                    retry: cloud_provider::Retry::Backoff,
-                    kind: "no_subnets",
-                }),
-            },
-        }
-    }
-
-    async fn zone_types(&self) -> Result<HashMap<String, String>, CloudError> {
-        let mut cached = self.zone_types.lock().await;
-        if cached.is_empty() {
-            *cached = self
-                .ec2
-                .availability_zones()
-                .await?
-                .iter()
-                .filter_map(|z| {
-                    Some((z.zone_name()?.to_string(), z.zone_type().unwrap_or("availability-zone").to_string()))
-                })
-                .collect();
-        }
-        Ok(cached.clone())
-    }
-
     /// The instances behind the eligible Nodes that carry the target-node labels.
     pub(crate) async fn target_instances(
         &self,
@@ -228,80 +163,6 @@ impl AwsLoadBalancers {
         }
         out.sort_by(|a, b| a.instance_id().cmp(&b.instance_id()));
         Ok(out)
-    }
-
-    /// The security group of each instance that node rules go on: its cluster-tagged group,
-    /// else its only group (upstream's rule).
-    pub(crate) async fn node_groups(&self, instances: &[Instance]) -> Result<Vec<SecurityGroup>, CloudError> {
-        let ids: Vec<String> = instances
-            .iter()
-            .flat_map(|i| i.security_groups().iter().filter_map(|g| g.group_id().map(String::from)))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let groups = self.ec2.security_groups(ids, Vec::new()).await?;
-        let by_id: HashMap<&str, &SecurityGroup> = groups.iter().filter_map(|g| Some((g.group_id()?, g))).collect();
-        let mut chosen: BTreeMap<String, SecurityGroup> = BTreeMap::new();
-        for instance in instances {
-            let mine: Vec<&SecurityGroup> =
-                instance.security_groups().iter().filter_map(|g| by_id.get(g.group_id()?).copied()).collect();
-            let tagged: Vec<&SecurityGroup> = mine.iter().copied().filter(|g| self.is_cluster_group(g)).collect();
-            let pick = match (tagged.as_slice(), mine.as_slice()) {
-                ([one], _) | ([], [one]) => Some(*one),
-                _ => None,
-            };
-            match pick {
-                Some(g) => {
-                    chosen.insert(g.group_id().unwrap_or_default().to_string(), g.clone());
-                }
-                None => {
-                    tracing::warn!(instance = ?instance.instance_id(), "no single (cluster-tagged) security group; no node rules for it")
-                }
-            }
-        }
-        Ok(chosen.into_values().collect())
-    }
-
-    /// Every security group in the cluster's VPC (one call; callers filter).
-    pub(crate) async fn vpc_groups(&self) -> Result<Vec<SecurityGroup>, CloudError> {
-        Ok(self.ec2.security_groups(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?)
-    }
-
-    pub(crate) fn is_cluster_group(&self, g: &SecurityGroup) -> bool {
-        self.cluster.is_cluster(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
-    }
-
-    fn is_owned_group(&self, g: &SecurityGroup) -> bool {
-        self.cluster.is_owned(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
-    }
-
-    /// The group named `name` in the cluster's VPC, if any.
-    pub(crate) async fn group_named(&self, name: &str) -> Result<Option<SecurityGroup>, CloudError> {
-        let filters = vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])];
-        Ok(self.ec2.security_groups(Vec::new(), filters).await?.into_iter().next())
-    }
-
-    pub(crate) async fn owned_groups_named(&self, name: &str) -> Result<Vec<SecurityGroup>, CloudError> {
-        let groups = self
-            .ec2
-            .security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])])
-            .await?;
-        Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect())
-    }
-
-    /// Deletes owned groups; one still in use means "come back later", never a wait here.
-    pub(crate) async fn delete_groups(&self, groups: &[SecurityGroup]) -> Result<(), CloudError> {
-        let plan: Vec<plan::Change> = groups
-            .iter()
-            .map(|g| {
-                let group = g.group_id().unwrap_or_default().to_string();
-                plan::Change::new(plan::Action::DeleteSecurityGroup { group }, "owned by the deleted load balancer")
-            })
-            .collect();
-        self.apply(&plan).await.map(|_| ())
     }
 
     /// The Service's config, or `None` when another controller owns it. Settings of the

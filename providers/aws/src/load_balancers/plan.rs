@@ -12,6 +12,7 @@ use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
 use cloud_provider::PlannedChange;
 
 use super::security_groups::{Rule, Source};
+use crate::operations::{Ec2Op, ElbOp, Elbv2Op, Op};
 
 /// A security group by ID, or one this plan creates (by name; its ID is known once created).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -350,43 +351,43 @@ fn tls(certificate: &Option<String>, policy: &Option<String>) -> String {
 }
 
 impl Action {
-    /// The AWS operation, `aws/<service>.<Operation>`: the label `Calls::run` records.
-    pub fn operation(&self) -> &'static str {
+    /// The AWS operation.
+    pub fn operation(&self) -> Op {
         match self {
-            Self::CreateSecurityGroup { .. } => "aws/ec2.CreateSecurityGroup",
-            Self::TagSecurityGroup { .. } => "aws/ec2.CreateTags",
-            Self::AuthorizeIngress { .. } => "aws/ec2.AuthorizeSecurityGroupIngress",
-            Self::RevokeIngress { .. } => "aws/ec2.RevokeSecurityGroupIngress",
-            Self::AdmitGroup { .. } => "aws/ec2.AuthorizeSecurityGroupIngress",
-            Self::DeleteSecurityGroup { .. } => "aws/ec2.DeleteSecurityGroup",
-            Self::ElbCreate { .. } => "aws/elb.CreateLoadBalancer",
-            Self::ElbAttachSubnets { .. } => "aws/elb.AttachLoadBalancerToSubnets",
-            Self::ElbDetachSubnets { .. } => "aws/elb.DetachLoadBalancerFromSubnets",
-            Self::ElbApplySecurityGroups { .. } => "aws/elb.ApplySecurityGroupsToLoadBalancer",
-            Self::ElbDeleteListeners { .. } => "aws/elb.DeleteLoadBalancerListeners",
-            Self::ElbCreateListeners { .. } => "aws/elb.CreateLoadBalancerListeners",
-            Self::ElbAddTags { .. } => "aws/elb.AddTags",
-            Self::ElbCreatePolicy { .. } => "aws/elb.CreateLoadBalancerPolicy",
-            Self::ElbSetBackendPolicies { .. } => "aws/elb.SetLoadBalancerPoliciesForBackendServer",
-            Self::ElbSetListenerPolicies { .. } => "aws/elb.SetLoadBalancerPoliciesOfListener",
-            Self::ElbModifyAttributes { .. } => "aws/elb.ModifyLoadBalancerAttributes",
-            Self::ElbConfigureHealthCheck { .. } => "aws/elb.ConfigureHealthCheck",
-            Self::ElbDeregister { .. } => "aws/elb.DeregisterInstancesFromLoadBalancer",
-            Self::ElbRegister { .. } => "aws/elb.RegisterInstancesWithLoadBalancer",
-            Self::ElbDelete { .. } => "aws/elb.DeleteLoadBalancer",
-            Self::NlbCreate { .. } => "aws/elbv2.CreateLoadBalancer",
-            Self::NlbSetSecurityGroups { .. } => "aws/elbv2.SetSecurityGroups",
-            Self::NlbCreateTargetGroup { .. } => "aws/elbv2.CreateTargetGroup",
-            Self::NlbModifyHealthCheck { .. } => "aws/elbv2.ModifyTargetGroup",
-            Self::NlbRegisterTargets { .. } => "aws/elbv2.RegisterTargets",
-            Self::NlbDeregisterTargets { .. } => "aws/elbv2.DeregisterTargets",
-            Self::NlbModifyTargetGroupAttributes { .. } => "aws/elbv2.ModifyTargetGroupAttributes",
-            Self::NlbCreateListener { .. } => "aws/elbv2.CreateListener",
-            Self::NlbModifyListener { .. } => "aws/elbv2.ModifyListener",
-            Self::NlbDeleteListener { .. } => "aws/elbv2.DeleteListener",
-            Self::NlbDeleteTargetGroup { .. } => "aws/elbv2.DeleteTargetGroup",
-            Self::NlbModifyAttributes { .. } => "aws/elbv2.ModifyLoadBalancerAttributes",
-            Self::NlbDelete { .. } => "aws/elbv2.DeleteLoadBalancer",
+            Self::CreateSecurityGroup { .. } => Ec2Op::CreateSecurityGroup.op(),
+            Self::TagSecurityGroup { .. } => Ec2Op::CreateTags.op(),
+            Self::AuthorizeIngress { .. } => Ec2Op::AuthorizeSecurityGroupIngress.op(),
+            Self::RevokeIngress { .. } => Ec2Op::RevokeSecurityGroupIngress.op(),
+            Self::AdmitGroup { .. } => Ec2Op::AuthorizeSecurityGroupIngress.op(),
+            Self::DeleteSecurityGroup { .. } => Ec2Op::DeleteSecurityGroup.op(),
+            Self::ElbCreate { .. } => ElbOp::CreateLoadBalancer.op(),
+            Self::ElbAttachSubnets { .. } => ElbOp::AttachLoadBalancerToSubnets.op(),
+            Self::ElbDetachSubnets { .. } => ElbOp::DetachLoadBalancerFromSubnets.op(),
+            Self::ElbApplySecurityGroups { .. } => ElbOp::ApplySecurityGroupsToLoadBalancer.op(),
+            Self::ElbDeleteListeners { .. } => ElbOp::DeleteLoadBalancerListeners.op(),
+            Self::ElbCreateListeners { .. } => ElbOp::CreateLoadBalancerListeners.op(),
+            Self::ElbAddTags { .. } => ElbOp::AddTags.op(),
+            Self::ElbCreatePolicy { .. } => ElbOp::CreateLoadBalancerPolicy.op(),
+            Self::ElbSetBackendPolicies { .. } => ElbOp::SetLoadBalancerPoliciesForBackendServer.op(),
+            Self::ElbSetListenerPolicies { .. } => ElbOp::SetLoadBalancerPoliciesOfListener.op(),
+            Self::ElbModifyAttributes { .. } => ElbOp::ModifyLoadBalancerAttributes.op(),
+            Self::ElbConfigureHealthCheck { .. } => ElbOp::ConfigureHealthCheck.op(),
+            Self::ElbDeregister { .. } => ElbOp::DeregisterInstancesFromLoadBalancer.op(),
+            Self::ElbRegister { .. } => ElbOp::RegisterInstancesWithLoadBalancer.op(),
+            Self::ElbDelete { .. } => ElbOp::DeleteLoadBalancer.op(),
+            Self::NlbCreate { .. } => Elbv2Op::CreateLoadBalancer.op(),
+            Self::NlbSetSecurityGroups { .. } => Elbv2Op::SetSecurityGroups.op(),
+            Self::NlbCreateTargetGroup { .. } => Elbv2Op::CreateTargetGroup.op(),
+            Self::NlbModifyHealthCheck { .. } => Elbv2Op::ModifyTargetGroup.op(),
+            Self::NlbRegisterTargets { .. } => Elbv2Op::RegisterTargets.op(),
+            Self::NlbDeregisterTargets { .. } => Elbv2Op::DeregisterTargets.op(),
+            Self::NlbModifyTargetGroupAttributes { .. } => Elbv2Op::ModifyTargetGroupAttributes.op(),
+            Self::NlbCreateListener { .. } => Elbv2Op::CreateListener.op(),
+            Self::NlbModifyListener { .. } => Elbv2Op::ModifyListener.op(),
+            Self::NlbDeleteListener { .. } => Elbv2Op::DeleteListener.op(),
+            Self::NlbDeleteTargetGroup { .. } => Elbv2Op::DeleteTargetGroup.op(),
+            Self::NlbModifyAttributes { .. } => Elbv2Op::ModifyLoadBalancerAttributes.op(),
+            Self::NlbDelete { .. } => Elbv2Op::DeleteLoadBalancer.op(),
         }
     }
 
@@ -487,7 +488,7 @@ impl Action {
 impl From<&Change> for PlannedChange {
     fn from(change: &Change) -> Self {
         let (target, detail) = change.action.target_and_detail();
-        Self { operation: change.action.operation().to_string(), target, detail, reason: change.reason.clone() }
+        Self { operation: change.action.operation().name.to_string(), target, detail, reason: change.reason.clone() }
     }
 }
 

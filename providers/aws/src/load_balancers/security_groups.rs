@@ -1,11 +1,14 @@
-//! Security-group rules as comparable values, and keeping a group's ingress exactly as wanted.
+//! Security groups: rules as comparable values, and finding the groups load balancers use (their
+//! own, the target Nodes', the cluster's).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_ec2::types::{IpPermission, IpRange, SecurityGroup, UserIdGroupPair};
+use aws_sdk_ec2::types::{Instance, IpPermission, IpRange, SecurityGroup, UserIdGroupPair};
+use cloud_provider::CloudError;
 
-use crate::ec2::Ec2;
-use crate::errors::AwsError;
+use super::AwsLoadBalancers;
+use super::plan::{Action, Change};
+use crate::ec2::filter;
 
 /// Where a rule admits traffic from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,20 +103,85 @@ pub fn ingress(group: &SecurityGroup) -> Vec<Rule> {
     out
 }
 
-/// Makes `group`'s ingress exactly `wanted` (an owned group): adds what is missing, revokes the
-/// rest. Returns whether anything changed.
-pub async fn set_exact(ec2: &Ec2, group: &SecurityGroup, wanted: &[Rule]) -> Result<bool, AwsError> {
-    let id = group.group_id().unwrap_or_default();
-    let have: BTreeSet<_> = ingress(group).iter().map(Rule::identity).collect();
-    let want: BTreeSet<_> = wanted.iter().map(Rule::identity).collect();
-    let add: Vec<IpPermission> =
-        wanted.iter().filter(|r| !have.contains(&r.identity())).map(Rule::to_permission).collect();
-    let remove: Vec<IpPermission> =
-        ingress(group).iter().filter(|r| !want.contains(&r.identity())).map(Rule::to_permission).collect();
-    let changed = !add.is_empty() || !remove.is_empty();
-    ec2.revoke_ingress(id, remove).await?;
-    ec2.authorize_ingress(id, add).await?;
-    Ok(changed)
+impl AwsLoadBalancers {
+    /// The security group of each instance that node rules go on: its cluster-tagged group,
+    /// else its only group (upstream's rule).
+    pub(crate) async fn node_groups(&self, instances: &[Instance]) -> Result<Vec<SecurityGroup>, CloudError> {
+        let ids: Vec<String> = instances
+            .iter()
+            .flat_map(|i| i.security_groups().iter().filter_map(|g| g.group_id().map(String::from)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = self.ec2.security_groups(ids, Vec::new()).await?;
+        let by_id: HashMap<&str, &SecurityGroup> = groups.iter().filter_map(|g| Some((g.group_id()?, g))).collect();
+        let mut chosen: BTreeMap<String, SecurityGroup> = BTreeMap::new();
+        for instance in instances {
+            let mine: Vec<&SecurityGroup> =
+                instance.security_groups().iter().filter_map(|g| by_id.get(g.group_id()?).copied()).collect();
+            let tagged: Vec<&SecurityGroup> = mine.iter().copied().filter(|g| self.is_cluster_group(g)).collect();
+            let pick = match (tagged.as_slice(), mine.as_slice()) {
+                ([one], _) | ([], [one]) => Some(*one),
+                _ => None,
+            };
+            match pick {
+                Some(g) => {
+                    chosen.insert(g.group_id().unwrap_or_default().to_string(), g.clone());
+                }
+                None => {
+                    tracing::warn!(instance = ?instance.instance_id(), "no single (cluster-tagged) security group; no node rules for it")
+                }
+            }
+        }
+        Ok(chosen.into_values().collect())
+    }
+
+    /// The groups with a rule whose source is `group`.
+    pub(crate) async fn groups_referencing(&self, group: &str) -> Result<Vec<SecurityGroup>, CloudError> {
+        Ok(self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [group])]).await?)
+    }
+
+    /// Every security group in the cluster's VPC (one call; callers filter).
+    pub(crate) async fn vpc_groups(&self) -> Result<Vec<SecurityGroup>, CloudError> {
+        Ok(self.ec2.security_groups(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?)
+    }
+
+    pub(crate) fn is_cluster_group(&self, g: &SecurityGroup) -> bool {
+        self.cluster.is_cluster(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+    }
+
+    fn is_owned_group(&self, g: &SecurityGroup) -> bool {
+        self.cluster.is_owned(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+    }
+
+    /// The group named `name` in the cluster's VPC, if any.
+    pub(crate) async fn group_named(&self, name: &str) -> Result<Option<SecurityGroup>, CloudError> {
+        let filters = vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])];
+        Ok(self.ec2.security_groups(Vec::new(), filters).await?.into_iter().next())
+    }
+
+    pub(crate) async fn owned_groups_named(&self, name: &str) -> Result<Vec<SecurityGroup>, CloudError> {
+        let groups = self
+            .ec2
+            .security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])])
+            .await?;
+        Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect())
+    }
+
+    /// Deletes owned groups; one still in use means "come back later", never a wait here.
+    pub(crate) async fn delete_groups(&self, groups: &[SecurityGroup]) -> Result<(), CloudError> {
+        let plan: Vec<Change> = groups
+            .iter()
+            .map(|g| {
+                let group = g.group_id().unwrap_or_default().to_string();
+                Change::new(Action::DeleteSecurityGroup { group }, "owned by the deleted load balancer")
+            })
+            .collect();
+        self.apply(&plan).await.map(|_| ())
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_ec2::types::{RouteTable, Subnet};
+use cloud_provider::CloudError;
 
+use super::service_config::LbConfig;
+use super::{AwsLoadBalancers, annotations};
+use crate::ec2::filter;
 use crate::tags::{CLUSTER_TAG_PREFIX, ClusterTags};
 
 pub const ROLE_ELB: &str = "kubernetes.io/role/elb";
@@ -94,6 +98,71 @@ pub fn choose(candidates: &[Candidate], internal: bool, cluster: &ClusterTags) -
         ));
     }
     Ok(by_zone.values().map(|c| c.id.clone()).collect())
+}
+
+impl AwsLoadBalancers {
+    /// The subnets for a new or existing load balancer: the annotation's, else discovery.
+    pub(crate) async fn subnets_for(&self, cfg: &LbConfig) -> Result<Vec<String>, CloudError> {
+        if let Some(wanted) = &cfg.subnets {
+            let (ids, names): (Vec<String>, Vec<String>) =
+                wanted.iter().cloned().partition(|s| s.starts_with("subnet-"));
+            let mut found: Vec<String> = Vec::new();
+            if !ids.is_empty() {
+                found.extend(
+                    self.ec2.subnets(ids, Vec::new()).await?.iter().filter_map(|s| s.subnet_id().map(String::from)),
+                );
+            }
+            if !names.is_empty() {
+                let by_name = self
+                    .ec2
+                    .subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()]), filter("tag:Name", names)])
+                    .await?;
+                found.extend(by_name.iter().filter_map(|s| s.subnet_id().map(String::from)));
+            }
+            if found.len() != wanted.len() {
+                return Err(CloudError::invalid(
+                    "aws/lb.subnets",
+                    format!("{}: {} given, {} found: {found:?}", annotations::SUBNETS, wanted.len(), found.len()),
+                ));
+            }
+            return Ok(found);
+        }
+        let subnets = self.ec2.subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
+        let tables = self.ec2.route_tables(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
+        let zone_types = self.zone_types().await?;
+        let candidates = candidates(&subnets, &tables, &zone_types);
+        match choose(&candidates, cfg.internal, &self.cluster) {
+            Ok(chosen) => Ok(chosen),
+            Err(why) => match &self.fallback_subnet {
+                Some(subnet) if candidates.is_empty() => {
+                    tracing::warn!(%subnet, "no subnets found; using the configured SubnetID");
+                    Ok(vec![subnet.clone()])
+                }
+                _ => Err(CloudError::Failed {
+                    op: "aws/lb.subnets",
+                    message: why,
+                    retry: cloud_provider::Retry::Backoff,
+                    kind: "no_subnets",
+                }),
+            },
+        }
+    }
+
+    async fn zone_types(&self) -> Result<HashMap<String, String>, CloudError> {
+        let mut cached = self.zone_types.lock().await;
+        if cached.is_empty() {
+            *cached = self
+                .ec2
+                .availability_zones()
+                .await?
+                .iter()
+                .filter_map(|z| {
+                    Some((z.zone_name()?.to_string(), z.zone_type().unwrap_or("availability-zone").to_string()))
+                })
+                .collect();
+        }
+        Ok(cached.clone())
+    }
 }
 
 #[cfg(test)]

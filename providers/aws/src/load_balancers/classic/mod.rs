@@ -18,31 +18,9 @@ use super::plan::{Action, Change, GroupRef};
 use super::security_groups::{self, Rule};
 use super::service_config::LbConfig;
 use super::{AwsLoadBalancers, names};
-use crate::ec2::filter;
 use crate::errors::AwsError;
+use crate::operations::ElbOp;
 use plan::{Desired, Observed};
-
-/// Every ELB (classic) operation this module calls.
-pub const OPERATIONS: [&str; 18] = [
-    "DescribeLoadBalancers",
-    "DescribeTags",
-    "CreateLoadBalancer",
-    "DeleteLoadBalancer",
-    "AttachLoadBalancerToSubnets",
-    "DetachLoadBalancerFromSubnets",
-    "ApplySecurityGroupsToLoadBalancer",
-    "CreateLoadBalancerListeners",
-    "DeleteLoadBalancerListeners",
-    "ConfigureHealthCheck",
-    "DescribeLoadBalancerAttributes",
-    "ModifyLoadBalancerAttributes",
-    "RegisterInstancesWithLoadBalancer",
-    "DeregisterInstancesFromLoadBalancer",
-    "AddTags",
-    "CreateLoadBalancerPolicy",
-    "SetLoadBalancerPoliciesForBackendServer",
-    "SetLoadBalancerPoliciesOfListener",
-];
 
 /// What a deletion needs to know.
 #[derive(Debug, Default)]
@@ -89,7 +67,7 @@ impl AwsLoadBalancers {
             if lb.is_some() {
                 observed.tags = self.classic_tags(&name).await?;
                 let r = self.elb.describe_load_balancer_attributes().load_balancer_name(&name);
-                let out = self.calls.run("aws/elb.DescribeLoadBalancerAttributes", r.send()).await?;
+                let out = self.calls.run(ElbOp::DescribeLoadBalancerAttributes, r.send()).await?;
                 observed.attributes = out.load_balancer_attributes().cloned();
             }
         }
@@ -110,17 +88,13 @@ impl AwsLoadBalancers {
 
     async fn classic_tags(&self, name: &str) -> Result<Vec<(String, String)>, CloudError> {
         let out =
-            self.calls.run("aws/elb.DescribeTags", self.elb.describe_tags().load_balancer_names(name).send()).await?;
+            self.calls.run(ElbOp::DescribeTags, self.elb.describe_tags().load_balancer_names(name).send()).await?;
         Ok(out
             .tag_descriptions()
             .iter()
             .flat_map(|d| d.tags())
             .map(|t| (t.key().to_string(), t.value().unwrap_or_default().to_string()))
             .collect())
-    }
-
-    pub(crate) async fn groups_referencing(&self, group: &str) -> Result<Vec<SecurityGroup>, CloudError> {
-        Ok(self.ec2.security_groups(Vec::new(), vec![filter("ip-permission.group-id", [group])]).await?)
     }
 
     pub(crate) async fn classic_plan(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<Vec<Change>, CloudError> {
@@ -210,7 +184,7 @@ impl AwsLoadBalancers {
         let mut marker: Option<String> = None;
         loop {
             let r = self.elb.describe_load_balancers().set_marker(marker.clone());
-            let page = self.calls.run("aws/elb.DescribeLoadBalancers", r.send()).await?;
+            let page = self.calls.run(ElbOp::DescribeLoadBalancers, r.send()).await?;
             candidates.extend(
                 page.load_balancer_descriptions()
                     .iter()
@@ -225,7 +199,7 @@ impl AwsLoadBalancers {
         }
         for chunk in candidates.chunks(20) {
             let r = self.elb.describe_tags().set_load_balancer_names(Some(chunk.to_vec()));
-            let tags = self.calls.run("aws/elb.DescribeTags", r.send()).await?;
+            let tags = self.calls.run(ElbOp::DescribeTags, r.send()).await?;
             for d in tags.tag_descriptions() {
                 if self.cluster.is_cluster(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default()))) {
                     return Ok(true);

@@ -71,7 +71,7 @@ fn desired<'a>(cfg: &'a LbConfig, settings: &'a Settings, cluster: &'a ClusterTa
 }
 
 fn operations(plan: &[Change]) -> Vec<&'static str> {
-    plan.iter().map(|c| c.action.operation().trim_start_matches("aws/")).collect()
+    plan.iter().map(|c| c.action.operation().name.trim_start_matches("aws/")).collect()
 }
 
 /// What AWS would hold after `plan`: the in-memory effect of each action on `o`.

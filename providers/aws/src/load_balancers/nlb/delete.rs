@@ -8,6 +8,7 @@ use cloud_provider::CloudError;
 use super::super::plan::{Action, Change, GroupRef};
 use super::super::security_groups::{self, Rule};
 use super::super::{AwsLoadBalancers, SERVICE_NAME_TAG, names};
+use crate::operations::Elbv2Op;
 
 impl AwsLoadBalancers {
     /// Deletes the NLB named after `uid` and everything it owns: listeners go with it, then its
@@ -55,7 +56,7 @@ impl AwsLoadBalancers {
         let mut marker = None;
         loop {
             let r = self.elbv2.describe_target_groups().set_marker(marker);
-            let page = self.calls.run("aws/elbv2.DescribeTargetGroups", r.send()).await?;
+            let page = self.calls.run(Elbv2Op::DescribeTargetGroups, r.send()).await?;
             candidates.extend(
                 page.target_groups()
                     .iter()
@@ -71,7 +72,7 @@ impl AwsLoadBalancers {
         let mut out = Vec::new();
         for chunk in candidates.chunks(20) {
             let r = self.elbv2.describe_tags().set_resource_arns(Some(chunk.to_vec()));
-            let tags = self.calls.run("aws/elbv2.DescribeTags", r.send()).await?;
+            let tags = self.calls.run(Elbv2Op::DescribeTags, r.send()).await?;
             for d in tags.tag_descriptions() {
                 let pairs: Vec<(&str, &str)> =
                     d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();

@@ -10,31 +10,7 @@ use cloud_provider::{CloudError, IngressPoint, LoadBalancerStatus, NodeInfo, Pro
 use super::plan::{Change, Health};
 use super::service_config::{BackendProtocol, HealthPort, LbConfig};
 use super::{AwsLoadBalancers, names};
-
-/// Every ELBv2 operation this module calls.
-pub const OPERATIONS: [&str; 21] = [
-    "DescribeLoadBalancers",
-    "CreateLoadBalancer",
-    "DeleteLoadBalancer",
-    "DescribeListeners",
-    "CreateListener",
-    "ModifyListener",
-    "DeleteListener",
-    "DescribeTargetGroups",
-    "CreateTargetGroup",
-    "ModifyTargetGroup",
-    "DeleteTargetGroup",
-    "DescribeTargetHealth",
-    "RegisterTargets",
-    "DeregisterTargets",
-    "DescribeTargetGroupAttributes",
-    "ModifyTargetGroupAttributes",
-    "DescribeLoadBalancerAttributes",
-    "ModifyLoadBalancerAttributes",
-    "DescribeTags",
-    "SetSecurityGroups",
-    "AddTags",
-];
+use crate::operations::Elbv2Op;
 
 mod delete;
 pub(crate) mod plan;
@@ -183,10 +159,10 @@ impl AwsLoadBalancers {
             Some(lb) => {
                 let arn = lb.load_balancer_arn().unwrap_or_default();
                 let r = self.elbv2.describe_listeners().load_balancer_arn(arn);
-                o.listeners = self.calls.run("aws/elbv2.DescribeListeners", r.send()).await?.listeners().to_vec();
+                o.listeners = self.calls.run(Elbv2Op::DescribeListeners, r.send()).await?.listeners().to_vec();
                 o.target_groups = self.target_groups_of(arn).await?;
                 let r = self.elbv2.describe_load_balancer_attributes().load_balancer_arn(arn);
-                let out = self.calls.run("aws/elbv2.DescribeLoadBalancerAttributes", r.send()).await?;
+                let out = self.calls.run(Elbv2Op::DescribeLoadBalancerAttributes, r.send()).await?;
                 o.attributes = out
                     .attributes()
                     .iter()
@@ -212,7 +188,7 @@ impl AwsLoadBalancers {
             o.targets.insert(arn.clone(), self.registered_targets(&arn).await?);
             if !cfg.target_group_attributes.is_empty() {
                 let r = self.elbv2.describe_target_group_attributes().target_group_arn(&arn);
-                let out = self.calls.run("aws/elbv2.DescribeTargetGroupAttributes", r.send()).await?;
+                let out = self.calls.run(Elbv2Op::DescribeTargetGroupAttributes, r.send()).await?;
                 let attributes =
                     out.attributes().iter().filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())));
                 o.tg_attributes.insert(arn, attributes.collect());
@@ -270,7 +246,7 @@ impl AwsLoadBalancers {
     /// The targets registered with a target group, those draining left out.
     pub(crate) async fn registered_targets(&self, tg: &str) -> Result<BTreeSet<(String, i32)>, CloudError> {
         let r = self.elbv2.describe_target_health().target_group_arn(tg);
-        let health = self.calls.run("aws/elbv2.DescribeTargetHealth", r.send()).await?;
+        let health = self.calls.run(Elbv2Op::DescribeTargetHealth, r.send()).await?;
         Ok(health
             .target_health_descriptions()
             .iter()

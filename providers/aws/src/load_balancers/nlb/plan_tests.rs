@@ -88,7 +88,7 @@ fn empty() -> Observed {
 }
 
 fn operations(plan: &[Change]) -> Vec<&'static str> {
-    plan.iter().map(|c| c.action.operation().trim_start_matches("aws/")).collect()
+    plan.iter().map(|c| c.action.operation().name.trim_start_matches("aws/")).collect()
 }
 
 fn with_rules(o: &mut Observed, id: &str, change: impl Fn(&mut Vec<Rule>)) {
