@@ -141,15 +141,19 @@ async fn main() -> Result<()> {
     println!("  curl -s http://127.0.0.1:{port}/metrics | grep -v '^#'");
     if let Some(aws) = &aws {
         println!(
-            "  export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION={}",
+            // AWS_DEFAULT_REGION: the AWS CLI v1 ignores AWS_REGION.
+            "  export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION={REGION}",
             aws.proxy.endpoint(),
-            REGION
         );
         println!("  aws ec2 describe-instances; aws elb describe-load-balancers; aws elbv2 describe-load-balancers");
     }
     if let Some(plan) = &plan {
         println!("  what it would change now (reads only; exit 0: nothing, 2: changes):");
         println!("    {}", plan.shell());
+        println!(
+            "  to see a plan with changes, pause the controller first (kill -STOP {0}), edit, plan, then kill -CONT {0}",
+            ccm.0.id()
+        );
     }
     println!("Ctrl-C stops everything this started.\n");
 

@@ -45,7 +45,34 @@ impl Calls {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
-        let op = op.into().name;
+        self.observe(op.into(), call, |_| true).await
+    }
+
+    /// The next page of a paginated `op` (the SDK's paginator's `next()`): `None` after the
+    /// last page, which costs no call and is not counted.
+    pub async fn page<T, E, R>(
+        self: &Arc<Self>,
+        op: impl Into<Op>,
+        next: impl Future<Output = Option<Result<T, SdkError<E, R>>>>,
+    ) -> Result<Option<T>, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        self.observe(op.into(), async { next.await.transpose() }, Option::is_some).await
+    }
+
+    async fn observe<T, E, R>(
+        self: &Arc<Self>,
+        op: Op,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+        made_a_call: impl Fn(&T) -> bool,
+    ) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let op = op.name;
         let delay = self.throttle.delay();
         if !delay.is_zero() {
             self.metrics.throttle_delay.inc_by(delay.as_secs_f64());
@@ -60,11 +87,13 @@ impl Calls {
         }
         let started = Instant::now();
         let result = call.await;
-        self.metrics.calls.get_or_create(&CallLabels { service, operation }).inc();
-        self.metrics
-            .latency
-            .get_or_create(&RequestLabels { request: operation })
-            .observe(started.elapsed().as_secs_f64());
+        if result.as_ref().map_or(true, &made_a_call) {
+            self.metrics.calls.get_or_create(&CallLabels { service, operation }).inc();
+            self.metrics
+                .latency
+                .get_or_create(&RequestLabels { request: operation })
+                .observe(started.elapsed().as_secs_f64());
+        }
         match result {
             Ok(value) => Ok(value),
             Err(err) => {

@@ -28,22 +28,14 @@ impl Ec2 {
 
     /// DescribeInstances, every page.
     pub async fn instances(&self, ids: Vec<String>, filters: Vec<Filter>) -> Result<Vec<Instance>, AwsError> {
+        let mut request = self.client.describe_instances().set_filters(Some(filters));
+        request = if ids.is_empty() { request.max_results(1000) } else { request.set_instance_ids(Some(ids)) };
+        let mut pages = request.into_paginator().send();
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let mut request = self.client.describe_instances().set_filters(Some(filters.clone())).set_next_token(token);
-            if ids.is_empty() {
-                request = request.max_results(1000);
-            } else {
-                request = request.set_instance_ids(Some(ids.clone()));
-            }
-            let page = self.calls.run(Ec2Op::DescribeInstances, request.send()).await?;
+        while let Some(page) = self.calls.page(Ec2Op::DescribeInstances, pages.next()).await? {
             out.extend(page.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     /// DescribeInstanceTopology for one instance: its network nodes, or `None` when EC2 lists
@@ -61,22 +53,17 @@ impl Ec2 {
     }
 
     pub async fn route_tables(&self, ids: Vec<String>, filters: Vec<Filter>) -> Result<Vec<RouteTable>, AwsError> {
+        let request = self
+            .client
+            .describe_route_tables()
+            .set_route_table_ids((!ids.is_empty()).then_some(ids))
+            .set_filters(Some(filters));
+        let mut pages = request.into_paginator().send();
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let request = self
-                .client
-                .describe_route_tables()
-                .set_route_table_ids((!ids.is_empty()).then(|| ids.clone()))
-                .set_filters(Some(filters.clone()))
-                .set_next_token(token);
-            let page = self.calls.run(Ec2Op::DescribeRouteTables, request.send()).await?;
+        while let Some(page) = self.calls.page(Ec2Op::DescribeRouteTables, pages.next()).await? {
             out.extend(page.route_tables().iter().cloned());
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     pub async fn create_route(&self, table: &str, cidr: &str, instance_id: &str) -> Result<(), AwsError> {
@@ -111,22 +98,17 @@ impl Ec2 {
         ids: Vec<String>,
         filters: Vec<Filter>,
     ) -> Result<Vec<SecurityGroup>, AwsError> {
+        let request = self
+            .client
+            .describe_security_groups()
+            .set_group_ids((!ids.is_empty()).then_some(ids))
+            .set_filters(Some(filters));
+        let mut pages = request.into_paginator().send();
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let request = self
-                .client
-                .describe_security_groups()
-                .set_group_ids((!ids.is_empty()).then(|| ids.clone()))
-                .set_filters(Some(filters.clone()))
-                .set_next_token(token);
-            let page = self.calls.run(Ec2Op::DescribeSecurityGroups, request.send()).await?;
+        while let Some(page) = self.calls.page(Ec2Op::DescribeSecurityGroups, pages.next()).await? {
             out.extend(page.security_groups().iter().cloned());
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     pub async fn create_security_group(

@@ -115,6 +115,15 @@ impl AwsLoadBalancers {
     }
 
     async fn apply_one(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
+        match action.operation().name.split_once('.').map(|(service, _)| service) {
+            Some("aws/ec2") => self.apply_ec2(action, applied).await,
+            Some("aws/elb") => self.apply_elb(action, applied).await,
+            _ => self.apply_elbv2(action, applied).await,
+        }
+    }
+
+    /// Security groups and their rules.
+    async fn apply_ec2(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
         let op = action.operation();
         match action {
             Action::CreateSecurityGroup { name, description, tags } => {
@@ -142,6 +151,15 @@ impl AwsLoadBalancers {
                 self.ec2.authorize_ingress(group, vec![rule.to_permission()]).await?
             }
             Action::DeleteSecurityGroup { group } => self.delete_group(group).await?,
+            other => unreachable!("{other:?} is not an EC2 action"),
+        }
+        Ok(())
+    }
+
+    /// Classic ELB.
+    async fn apply_elb(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
+        let op = action.operation();
+        match action {
             Action::ElbCreate { name, internal, listeners, subnets, groups, tags } => {
                 let mut r = self
                     .elb
@@ -234,6 +252,15 @@ impl AwsLoadBalancers {
             Action::ElbDelete { name } => {
                 self.calls.run(op, self.elb.delete_load_balancer().load_balancer_name(name).send()).await?;
             }
+            other => unreachable!("{other:?} is not a Classic ELB action"),
+        }
+        Ok(())
+    }
+
+    /// NLB.
+    async fn apply_elbv2(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
+        let op = action.operation();
+        match action {
             Action::NlbCreate { name, internal, subnets, groups, tags } => {
                 let mappings = subnets
                     .iter()
@@ -375,6 +402,7 @@ impl AwsLoadBalancers {
             Action::NlbDelete { load_balancer } => {
                 self.calls.run(op, self.elbv2.delete_load_balancer().load_balancer_arn(load_balancer).send()).await?;
             }
+            other => unreachable!("{other:?} is not an NLB action"),
         }
         Ok(())
     }

@@ -181,10 +181,8 @@ impl AwsLoadBalancers {
     /// `group` (it is their first group).
     async fn classic_group_used_elsewhere(&self, group: &str, except: &str) -> Result<bool, CloudError> {
         let mut candidates = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let r = self.elb.describe_load_balancers().set_marker(marker.clone());
-            let page = self.calls.run(ElbOp::DescribeLoadBalancers, r.send()).await?;
+        let mut pages = self.elb.describe_load_balancers().into_paginator().send();
+        while let Some(page) = self.calls.page(ElbOp::DescribeLoadBalancers, pages.next()).await? {
             candidates.extend(
                 page.load_balancer_descriptions()
                     .iter()
@@ -192,10 +190,6 @@ impl AwsLoadBalancers {
                     .filter(|d| d.security_groups().first().map(String::as_str) == Some(group))
                     .filter_map(|d| d.load_balancer_name().map(String::from)),
             );
-            marker = page.next_marker().filter(|m| !m.is_empty()).map(String::from);
-            if marker.is_none() {
-                break;
-            }
         }
         for chunk in candidates.chunks(20) {
             let r = self.elb.describe_tags().set_load_balancer_names(Some(chunk.to_vec()));

@@ -53,20 +53,14 @@ impl AwsLoadBalancers {
     pub(super) async fn orphan_target_groups(&self, namespace: &str, service: &str) -> Result<Vec<String>, CloudError> {
         let prefix = names::target_group_prefix(namespace, service);
         let mut candidates = Vec::new();
-        let mut marker = None;
-        loop {
-            let r = self.elbv2.describe_target_groups().set_marker(marker);
-            let page = self.calls.run(Elbv2Op::DescribeTargetGroups, r.send()).await?;
+        let mut pages = self.elbv2.describe_target_groups().into_paginator().send();
+        while let Some(page) = self.calls.page(Elbv2Op::DescribeTargetGroups, pages.next()).await? {
             candidates.extend(
                 page.target_groups()
                     .iter()
                     .filter(|g| g.target_group_name().is_some_and(|n| n.starts_with(&prefix)))
                     .filter_map(|g| g.target_group_arn().map(String::from)),
             );
-            marker = page.next_marker().filter(|m| !m.is_empty()).map(String::from);
-            if marker.is_none() {
-                break;
-            }
         }
         let key = format!("{namespace}/{service}");
         let mut out = Vec::new();
