@@ -304,7 +304,7 @@ impl AwsLoadBalancers {
                     .vpc_id(&self.vpc_id)
                     .target_type(TargetTypeEnum::Instance)
                     .health_check_protocol(ProtocolEnum::from(h.protocol.as_str()))
-                    .health_check_port(&h.port)
+                    .health_check_port(h.port.to_string())
                     .set_health_check_path(h.path.clone())
                     .health_check_interval_seconds(h.interval)
                     .healthy_threshold_count(h.healthy)
@@ -321,7 +321,7 @@ impl AwsLoadBalancers {
                     .elbv2
                     .modify_target_group()
                     .target_group_arn(target_group)
-                    .health_check_port(&h.port)
+                    .health_check_port(h.port.to_string())
                     .set_health_check_path(h.path.clone())
                     .healthy_threshold_count(h.healthy)
                     .unhealthy_threshold_count(h.unhealthy);

@@ -12,6 +12,7 @@ use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
 use cloud_provider::PlannedChange;
 
 use super::security_groups::{Rule, Source};
+use super::service_config::{HealthPort, HealthProtocol};
 use crate::operations::{Ec2Op, ElbOp, Elbv2Op, Op};
 
 /// A security group by ID, or one this plan creates (by name; its ID is known once created).
@@ -50,8 +51,8 @@ impl std::fmt::Display for ArnRef {
 /// An NLB target group's health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
-    pub protocol: String,
-    pub port: String,
+    pub protocol: HealthProtocol,
+    pub port: HealthPort,
     pub path: Option<String>,
     pub interval: i32,
     pub healthy: i32,
@@ -328,7 +329,8 @@ fn attributes(a: &LoadBalancerAttributes) -> String {
 
 fn nlb_health(h: &Health) -> String {
     let path = h.path.as_deref().map(|p| format!("{p} ")).unwrap_or_default();
-    format!("{}:{} {path}every {}s healthy {} unhealthy {}", h.protocol, h.port, h.interval, h.healthy, h.unhealthy)
+    let protocol = h.protocol.as_str();
+    format!("{protocol}:{} {path}every {}s healthy {} unhealthy {}", h.port, h.interval, h.healthy, h.unhealthy)
 }
 
 fn targets(targets: &[(String, i32)]) -> String {

@@ -31,15 +31,51 @@ pub enum BackendProtocol {
     Https,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `healthcheck-port`: the traffic port, or a fixed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthPort {
     TrafficPort,
     Port(u16),
 }
 
+impl std::fmt::Display for HealthPort {
+    /// As AWS takes it: `traffic-port` or the number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TrafficPort => f.write_str("traffic-port"),
+            Self::Port(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// `healthcheck-protocol` (SSL for Classic ELBs only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthProtocol {
+    Tcp,
+    Http,
+    Https,
+    Ssl,
+}
+
+impl HealthProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Http => "HTTP",
+            Self::Https => "HTTPS",
+            Self::Ssl => "SSL",
+        }
+    }
+
+    /// HTTP and HTTPS checks have a path.
+    pub fn has_path(self) -> bool {
+        matches!(self, Self::Http | Self::Https)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthOverrides {
-    pub protocol: Option<String>,
+    pub protocol: Option<HealthProtocol>,
     pub port: Option<HealthPort>,
     pub path: Option<String>,
     pub healthy: Option<i32>,
@@ -357,13 +393,15 @@ fn read_attributes(r: &Reader<'_>, config: &mut LbConfig, errors: &mut Vec<Strin
 fn read_health(r: &Reader<'_>, config: &mut LbConfig, errors: &mut Vec<String>) {
     let kind = config.kind;
     if let Some(v) = r.get(a::HEALTHCHECK_PROTOCOL) {
-        let p = v.to_ascii_uppercase();
-        let allowed: &[&str] =
-            if kind == Kind::Classic { &["TCP", "HTTP", "HTTPS", "SSL"] } else { &["TCP", "HTTP", "HTTPS"] };
-        if allowed.contains(&p.as_str()) {
-            config.health.protocol = Some(p);
-        } else {
-            errors.push(format!("{}: {v:?} is not one of {allowed:?}", a::HEALTHCHECK_PROTOCOL));
+        use HealthProtocol::{Http, Https, Ssl, Tcp};
+        let allowed: &[HealthProtocol] =
+            if kind == Kind::Classic { &[Tcp, Http, Https, Ssl] } else { &[Tcp, Http, Https] };
+        match allowed.iter().find(|p| p.as_str() == v.to_ascii_uppercase()) {
+            Some(p) => config.health.protocol = Some(*p),
+            None => {
+                let names: Vec<&str> = allowed.iter().map(|p| p.as_str()).collect();
+                errors.push(format!("{}: {v:?} is not one of {names:?}", a::HEALTHCHECK_PROTOCOL));
+            }
         }
     }
     if let Some(v) = r.get(a::HEALTHCHECK_PORT) {
@@ -710,7 +748,7 @@ mod tests {
             (a::HEALTHCHECK_TIMEOUT, "6"),
         ])
         .health;
-        assert_eq!(hc.protocol.as_deref(), Some("HTTP"));
+        assert_eq!(hc.protocol, Some(HealthProtocol::Http));
         assert_eq!(hc.port, Some(HealthPort::Port(8080)));
         assert_eq!((hc.healthy, hc.unhealthy, hc.interval, hc.timeout), (Some(3), Some(4), Some(15), Some(6)));
         assert_eq!(ok(&[(a::HEALTHCHECK_PORT, "traffic-port")]).health.port, Some(HealthPort::TrafficPort));

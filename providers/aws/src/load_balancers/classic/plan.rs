@@ -14,7 +14,7 @@ use super::super::Settings;
 use super::super::names;
 use super::super::plan::{Action, Change, ClassicListener, GroupRef};
 use super::super::security_groups::{self, Rule, Source};
-use super::super::service_config::{BackendProtocol, HealthPort, LbConfig};
+use super::super::service_config::{BackendProtocol, HealthPort, HealthProtocol, LbConfig};
 use crate::tags::{CLUSTER_TAG_PREFIX, ClusterTags};
 
 pub(crate) const PROXY_POLICY: &str = "k8s-proxyprotocol-enabled";
@@ -84,17 +84,17 @@ pub(crate) fn listeners(cfg: &LbConfig) -> Vec<ClassicListener> {
 pub(crate) fn health_check(cfg: &LbConfig, settings: &Settings) -> HealthCheck {
     let first_node_port = cfg.ports.first().map_or(0, |p| p.node_port);
     let (mut protocol, mut port, mut path) = match (cfg.local_traffic, cfg.health_check_node_port) {
-        (true, Some(hc)) => ("HTTP".to_string(), hc, "/healthz".to_string()),
+        (true, Some(hc)) => (HealthProtocol::Http, hc, "/healthz".to_string()),
         _ if settings.shared_health_probe => {
-            ("HTTP".to_string(), settings.shared_probe_port, settings.shared_probe_path.clone())
+            (HealthProtocol::Http, settings.shared_probe_port, settings.shared_probe_path.clone())
         }
         _ => {
-            let ssl = cfg.backend_ssl_health;
-            (if ssl { "SSL" } else { "TCP" }.to_string(), first_node_port, "/".to_string())
+            let protocol = if cfg.backend_ssl_health { HealthProtocol::Ssl } else { HealthProtocol::Tcp };
+            (protocol, first_node_port, "/".to_string())
         }
     };
-    if let Some(p) = &cfg.health.protocol {
-        protocol = p.clone();
+    if let Some(p) = cfg.health.protocol {
+        protocol = p;
     }
     match cfg.health.port {
         Some(HealthPort::TrafficPort) => port = first_node_port,
@@ -104,11 +104,9 @@ pub(crate) fn health_check(cfg: &LbConfig, settings: &Settings) -> HealthCheck {
     if let Some(p) = &cfg.health.path {
         path = p.clone();
     }
-    let target = if matches!(protocol.as_str(), "HTTP" | "HTTPS") {
-        format!("{protocol}:{port}{path}")
-    } else {
-        format!("{protocol}:{port}")
-    };
+    let protocol_name = protocol.as_str();
+    let target =
+        if protocol.has_path() { format!("{protocol_name}:{port}{path}") } else { format!("{protocol_name}:{port}") };
     HealthCheck::builder()
         .target(target)
         .healthy_threshold(cfg.health.healthy.unwrap_or(2))

@@ -8,7 +8,7 @@ use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, LoadBalancerStateEnum,
 use cloud_provider::{CloudError, IngressPoint, LoadBalancerStatus, NodeInfo, Protocol};
 
 use super::plan::{Change, Health};
-use super::service_config::{BackendProtocol, HealthPort, LbConfig};
+use super::service_config::{BackendProtocol, HealthPort, HealthProtocol, LbConfig};
 use super::{AwsLoadBalancers, names};
 use crate::operations::Elbv2Op;
 
@@ -42,8 +42,8 @@ impl AwsLoadBalancers {
             && let Some(hc) = cfg.health_check_node_port
         {
             Health {
-                protocol: "HTTP".into(),
-                port: hc.to_string(),
+                protocol: HealthProtocol::Http,
+                port: HealthPort::Port(hc),
                 path: Some("/healthz".into()),
                 interval: 10,
                 healthy: 2,
@@ -51,32 +51,30 @@ impl AwsLoadBalancers {
             }
         } else {
             Health {
-                protocol: "TCP".into(),
-                port: "traffic-port".into(),
+                protocol: HealthProtocol::Tcp,
+                port: HealthPort::TrafficPort,
                 path: None,
                 interval: 30,
                 healthy: 3,
                 unhealthy: 3,
             }
         };
-        if let Some(p) = &cfg.health.protocol {
-            h.protocol = p.clone();
+        if let Some(p) = cfg.health.protocol {
+            h.protocol = p;
         }
-        match cfg.health.port {
-            Some(HealthPort::TrafficPort) => h.port = "traffic-port".into(),
-            Some(HealthPort::Port(p)) => h.port = p.to_string(),
-            None => {}
+        if let Some(port) = cfg.health.port {
+            h.port = port;
         }
         if let Some(path) = &cfg.health.path {
             h.path = Some(path.clone());
         }
         // Upstream: in Shared mode, ETP=Cluster Services probe kube-proxy, over annotations.
         if settings.shared_health_probe && !cfg.local_traffic {
-            h.protocol = "HTTP".into();
-            h.port = settings.shared_probe_port.to_string();
+            h.protocol = HealthProtocol::Http;
+            h.port = HealthPort::Port(settings.shared_probe_port);
             h.path = Some(settings.shared_probe_path.clone());
         }
-        if h.protocol == "TCP" {
+        if !h.protocol.has_path() {
             h.path = None;
         } else if h.path.is_none() {
             h.path = Some("/".into());
@@ -123,7 +121,7 @@ impl AwsLoadBalancers {
             node_port: m.node_port,
             protocol: m.target.as_str(),
             target_type: "instance",
-            health_protocol: &m.health.protocol,
+            health_protocol: m.health.protocol.as_str(),
             health_interval: m.health.interval,
         })
     }

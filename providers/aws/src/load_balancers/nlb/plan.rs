@@ -15,7 +15,7 @@ use super::super::annotations;
 use super::super::names;
 use super::super::plan::{Action, ArnRef, Change, GroupRef, SubnetSlot};
 use super::super::security_groups::{self, Rule, Source};
-use super::super::service_config::LbConfig;
+use super::super::service_config::{HealthPort, LbConfig};
 use super::{CHUNK, Mapping};
 use crate::tags::{CLUSTER_TAG_PREFIX, ClusterTags};
 
@@ -73,11 +73,10 @@ pub(crate) fn uses_own_group(d: &Desired, lb: Option<&LoadBalancer>) -> bool {
 fn health_ports(mappings: &[Mapping]) -> BTreeSet<u16> {
     mappings
         .iter()
-        .map(
-            |m| {
-                if m.health.port == "traffic-port" { m.node_port } else { m.health.port.parse().unwrap_or(m.node_port) }
-            },
-        )
+        .map(|m| match m.health.port {
+            HealthPort::TrafficPort => m.node_port,
+            HealthPort::Port(p) => p,
+        })
         .collect()
 }
 
@@ -340,7 +339,7 @@ fn listeners(d: &Desired, o: &Observed, lb: &ArnRef, plan: &mut Vec<Change>) {
 /// sent, as upstream never sends it.
 fn health_in_place(tg: &TargetGroup, m: &Mapping, plan: &mut Vec<Change>) {
     let h = &m.health;
-    let same = tg.health_check_port() == Some(h.port.as_str())
+    let same = tg.health_check_port() == Some(h.port.to_string().as_str())
         && (h.path.is_none() || tg.health_check_path() == h.path.as_deref())
         && tg.healthy_threshold_count() == Some(h.healthy)
         && tg.unhealthy_threshold_count() == Some(h.unhealthy);

@@ -151,7 +151,7 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
                     .target_group_name(name)
                     .protocol(protocol.clone())
                     .port(*port)
-                    .health_check_port(&health.port)
+                    .health_check_port(health.port.to_string())
                     .set_health_check_path(health.path.clone())
                     .healthy_threshold_count(health.healthy)
                     .unhealthy_threshold_count(health.unhealthy)
@@ -160,7 +160,7 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
             Action::NlbModifyHealthCheck { target_group, health } => {
                 let tg =
                     o.target_groups.iter_mut().find(|g| g.target_group_arn() == Some(target_group.as_str())).unwrap();
-                tg.health_check_port = Some(health.port.clone());
+                tg.health_check_port = Some(health.port.to_string());
                 tg.health_check_path.clone_from(&health.path);
                 tg.healthy_threshold_count = Some(health.healthy);
                 tg.unhealthy_threshold_count = Some(health.unhealthy);
