@@ -26,7 +26,14 @@ use corpus::{Batch, Spec};
 #[derive(Debug, Default)]
 pub struct ServicePlans {
     pub services: std::collections::BTreeMap<String, std::result::Result<Vec<String>, String>>,
+    /// Per Service, its planned ingress-rule changes: (group, the rules).
+    pub ingress: BTreeMap<String, Vec<(String, Vec<String>)>>,
     pub exit_code: i32,
+}
+
+/// An operation that adds or removes security-group rules.
+pub fn is_ingress(operation: &str) -> bool {
+    operation.ends_with("SecurityGroupIngress")
 }
 
 impl ServicePlans {
@@ -35,6 +42,25 @@ impl ServicePlans {
         let mut ops: Vec<String> = self.services.values().flat_map(|p| p.iter().flatten().cloned()).collect();
         ops.sort();
         ops
+    }
+
+    /// Planned rule changes whose every rule another Service plans too (the MTU rule all NLBs
+    /// share, the node rule of a group several ELBs share): whichever Service's ensure comes
+    /// second finds the rule there and rightly skips the call.
+    pub fn skippable_ingress(&self) -> usize {
+        let mut planners: BTreeMap<(String, String), std::collections::BTreeSet<&String>> = BTreeMap::new();
+        for (service, changes) in &self.ingress {
+            for (group, rules) in changes {
+                for rule in rules {
+                    planners.entry((group.clone(), rule.clone())).or_default().insert(service);
+                }
+            }
+        }
+        self.ingress
+            .values()
+            .flatten()
+            .filter(|(group, rules)| rules.iter().all(|r| planners[&(group.clone(), r.clone())].len() > 1))
+            .count()
     }
 
     /// Services with changes planned, with them.
@@ -225,6 +251,17 @@ impl Side {
         let mut plans = ServicePlans::default();
         for s in json["services"].as_array().into_iter().flatten() {
             let name = s["service"].as_str().unwrap_or_default().trim_start_matches("default/").to_string();
+            let ingress: Vec<(String, Vec<String>)> = s["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| is_ingress(c["operation"].as_str().unwrap_or_default()))
+                .map(|c| {
+                    let rules = c["detail"].as_str().unwrap_or_default().split("; ").map(String::from).collect();
+                    (c["target"].as_str().unwrap_or_default().to_string(), rules)
+                })
+                .collect();
+            plans.ingress.insert(name.clone(), ingress);
             let entry = match s["status"].as_str() {
                 Some("no_changes" | "changes") => Ok(s["changes"]
                     .as_array()
