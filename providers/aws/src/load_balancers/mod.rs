@@ -14,6 +14,8 @@ mod classic;
 pub mod names;
 mod nlb;
 pub(crate) mod plan;
+#[cfg(test)]
+mod plan_fixtures;
 pub mod security_groups;
 pub mod service_config;
 pub mod subnets;

@@ -1,14 +1,15 @@
 //! Security groups: rules as comparable values, and finding the groups load balancers use (their
 //! own, the target Nodes', the cluster's).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_ec2::types::{Instance, IpPermission, IpRange, SecurityGroup, UserIdGroupPair};
 use cloud_provider::CloudError;
 
 use super::AwsLoadBalancers;
-use super::plan::{Action, Change};
+use super::plan::{Action, Change, GroupRef};
 use crate::ec2::filter;
+use crate::tags::{CLUSTER_TAG_PREFIX, ClusterTags};
 
 /// Where a rule admits traffic from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,6 +102,73 @@ pub fn ingress(group: &SecurityGroup) -> Vec<Rule> {
         }
     }
     out
+}
+
+/// A load balancer's own security group, as planned.
+pub(crate) struct OwnGroup<'a> {
+    /// The group of that name in the VPC, if any.
+    pub existing: Option<&'a SecurityGroup>,
+    pub name: &'a str,
+    pub description: String,
+    /// The cluster tag and the Service's additional tags, for a new group.
+    pub tags: Vec<(String, String)>,
+    /// Exactly the rules it should have.
+    pub wanted: Vec<Rule>,
+}
+
+impl OwnGroup<'_> {
+    /// The changes that make the group exist with exactly its rules: created and filled when
+    /// missing; otherwise its cluster tag read-repaired, as upstream does (a group of that name
+    /// tagged for another cluster is refused), and its rules added and revoked. Returns the
+    /// group, by ID or as the one the plan creates.
+    pub(crate) fn plan(self, cluster: &ClusterTags, plan: &mut Vec<Change>) -> Result<GroupRef, CloudError> {
+        let Some(group) = self.existing else {
+            plan.push(Change::new(
+                Action::CreateSecurityGroup { name: self.name.into(), description: self.description, tags: self.tags },
+                "the load balancer's own group does not exist",
+            ));
+            let new = GroupRef::New(self.name.into());
+            if !self.wanted.is_empty() {
+                plan.push(Change::new(
+                    Action::AuthorizeIngress { group: new.clone(), rules: self.wanted },
+                    "the Service's ports and source ranges need these",
+                ));
+            }
+            return Ok(new);
+        };
+        let id = group.group_id().unwrap_or_default().to_string();
+        let keys: Vec<&str> = group.tags().iter().filter_map(|t| t.key()).collect();
+        if !keys.contains(&cluster.key().as_str()) {
+            if keys.iter().any(|k| k.starts_with(CLUSTER_TAG_PREFIX)) {
+                return Err(CloudError::invalid(
+                    "aws/lb.security_group",
+                    format!("security group {} belongs to another cluster", self.name),
+                ));
+            }
+            plan.push(Change::new(
+                Action::TagSecurityGroup { group: id.clone(), tags: cluster.owned() },
+                "the load balancer's own group lost its cluster tag",
+            ));
+        }
+        let have = ingress(group);
+        let have_ids: BTreeSet<_> = have.iter().map(Rule::identity).collect();
+        let want_ids: BTreeSet<_> = self.wanted.iter().map(Rule::identity).collect();
+        let remove: Vec<Rule> = have.into_iter().filter(|r| !want_ids.contains(&r.identity())).collect();
+        let add: Vec<Rule> = self.wanted.into_iter().filter(|r| !have_ids.contains(&r.identity())).collect();
+        if !remove.is_empty() {
+            plan.push(Change::new(
+                Action::RevokeIngress { group: GroupRef::Id(id.clone()), rules: remove },
+                "the Service's ports and source ranges no longer need these",
+            ));
+        }
+        if !add.is_empty() {
+            plan.push(Change::new(
+                Action::AuthorizeIngress { group: GroupRef::Id(id.clone()), rules: add },
+                "the Service's ports and source ranges need these",
+            ));
+        }
+        Ok(GroupRef::Id(id))
+    }
 }
 
 impl AwsLoadBalancers {

@@ -13,9 +13,9 @@ use cloud_provider::CloudError;
 use super::super::Settings;
 use super::super::names;
 use super::super::plan::{Action, Change, ClassicListener, GroupRef};
-use super::super::security_groups::{self, Rule, Source};
+use super::super::security_groups::{self, OwnGroup, Rule, Source};
 use super::super::service_config::{BackendProtocol, HealthPort, HealthProtocol, LbConfig};
-use crate::tags::{CLUSTER_TAG_PREFIX, ClusterTags};
+use crate::tags::ClusterTags;
 
 pub(crate) const PROXY_POLICY: &str = "k8s-proxyprotocol-enabled";
 
@@ -201,63 +201,16 @@ fn security_groups(d: &Desired, name: &str, o: &Observed, plan: &mut Vec<Change>
             }
             wanted.push(Rule::icmp_mtu(Source::Cidr(range.clone())));
         }
-        let group = match &o.own_group {
-            Some(group) => {
-                let id = group.group_id().unwrap_or_default().to_string();
-                let key = d.cluster.key();
-                let keys: Vec<&str> = group.tags().iter().filter_map(|t| t.key()).collect();
-                // Read-repair, as upstream: ours but untagged gets the tag; another cluster's is refused.
-                if !keys.contains(&key.as_str()) {
-                    if keys.iter().any(|k| k.starts_with(CLUSTER_TAG_PREFIX)) {
-                        return Err(CloudError::invalid(
-                            "aws/lb.security_group",
-                            format!("security group {sg_name} belongs to another cluster"),
-                        ));
-                    }
-                    plan.push(Change::new(
-                        Action::TagSecurityGroup { group: id.clone(), tags: d.cluster.owned() },
-                        "the load balancer's own group lost its cluster tag",
-                    ));
-                }
-                let have = security_groups::ingress(group);
-                let have_ids: BTreeSet<_> = have.iter().map(Rule::identity).collect();
-                let want_ids: BTreeSet<_> = wanted.iter().map(Rule::identity).collect();
-                let remove: Vec<Rule> = have.into_iter().filter(|r| !want_ids.contains(&r.identity())).collect();
-                let add: Vec<Rule> = wanted.into_iter().filter(|r| !have_ids.contains(&r.identity())).collect();
-                if !remove.is_empty() {
-                    plan.push(Change::new(
-                        Action::RevokeIngress { group: GroupRef::Id(id.clone()), rules: remove },
-                        "the Service's ports and source ranges no longer need these",
-                    ));
-                }
-                if !add.is_empty() {
-                    plan.push(Change::new(
-                        Action::AuthorizeIngress { group: GroupRef::Id(id.clone()), rules: add },
-                        "the Service's ports and source ranges need these",
-                    ));
-                }
-                GroupRef::Id(id)
-            }
-            None => {
-                let mut tags = d.cluster.owned();
-                tags.extend(cfg.additional_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-                plan.push(Change::new(
-                    Action::CreateSecurityGroup {
-                        name: sg_name.clone(),
-                        description: names::classic_security_group_description(name, &cfg.service_key()),
-                        tags,
-                    },
-                    "the load balancer's own group does not exist",
-                ));
-                if !wanted.is_empty() {
-                    plan.push(Change::new(
-                        Action::AuthorizeIngress { group: GroupRef::New(sg_name.clone()), rules: wanted },
-                        "the Service's ports and source ranges need these",
-                    ));
-                }
-                GroupRef::New(sg_name)
-            }
+        let mut tags = d.cluster.owned();
+        tags.extend(cfg.additional_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let own = OwnGroup {
+            existing: o.own_group.as_ref(),
+            name: &sg_name,
+            description: names::classic_security_group_description(name, &cfg.service_key()),
+            tags,
+            wanted,
         };
+        let group = own.plan(d.cluster, plan)?;
         vec![group]
     };
     groups.extend(cfg.extra_security_groups.iter().cloned().map(GroupRef::Id));

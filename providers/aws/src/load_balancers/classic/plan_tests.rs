@@ -13,12 +13,13 @@ use cloud_provider::{Protocol, ServiceInfo, ServicePort, TrafficPolicy};
 use super::plan::{self, Desired, Observed};
 use crate::load_balancers::Settings;
 use crate::load_balancers::plan::{Action, Change, ClassicListener, GroupRef};
+use crate::load_balancers::plan_fixtures::{
+    A, CERT, NODE_GROUP, cluster, config, node_group, operations, own_group_after,
+};
 use crate::load_balancers::security_groups::{Rule, Source, ingress};
-use crate::load_balancers::service_config::{LbConfig, Parsed, parse};
+use crate::load_balancers::service_config::LbConfig;
 use crate::tags::ClusterTags;
 
-const A: &str = "service.beta.kubernetes.io/aws-load-balancer-";
-const NODE_GROUP: &str = "sg-node";
 const LB: &str = "au";
 
 fn service(annotations: &[(&str, &str)]) -> ServiceInfo {
@@ -33,24 +34,6 @@ fn service(annotations: &[(&str, &str)]) -> ServiceInfo {
         ],
         ..Default::default()
     }
-}
-
-fn config(service: &ServiceInfo) -> LbConfig {
-    match parse(service) {
-        Parsed::Ok { config, .. } => *config,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn cluster() -> ClusterTags {
-    ClusterTags { cluster_id: "c1".into(), legacy: false }
-}
-
-fn node_group() -> SecurityGroup {
-    SecurityGroup::builder()
-        .group_id(NODE_GROUP)
-        .tags(Ec2Tag::builder().key("kubernetes.io/cluster/c1").value("owned").build())
-        .build()
 }
 
 /// A cluster with two target instances and nothing made for the Service yet.
@@ -70,10 +53,6 @@ fn desired<'a>(cfg: &'a LbConfig, settings: &'a Settings, cluster: &'a ClusterTa
     Desired { cfg, settings, cluster, tags }
 }
 
-fn operations(plan: &[Change]) -> Vec<&'static str> {
-    plan.iter().map(|c| c.action.operation().name.trim_start_matches("aws/")).collect()
-}
-
 /// What AWS would hold after `plan`: the in-memory effect of each action on `o`.
 fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
     let mut new_groups: BTreeMap<String, String> = BTreeMap::new();
@@ -87,18 +66,11 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
     for change in plan {
         let mut lb = o.lb.clone().unwrap_or_else(|| LoadBalancerDescription::builder().build());
         match &change.action {
-            Action::CreateSecurityGroup { name, tags, .. } => {
+            Action::CreateSecurityGroup { name, .. } => {
                 new_groups.insert(name.clone(), "sg-own".into());
-                let tags = tags.iter().map(|(k, v)| Ec2Tag::builder().key(k).value(v).build()).collect();
-                o.own_group =
-                    Some(SecurityGroup::builder().group_id("sg-own").group_name(name).set_tags(Some(tags)).build());
+                own_group_after(&mut o.own_group, change);
             }
-            Action::TagSecurityGroup { tags, .. } => {
-                let g = o.own_group.as_mut().unwrap();
-                g.tags
-                    .get_or_insert_default()
-                    .extend(tags.iter().map(|(k, v)| Ec2Tag::builder().key(k).value(v).build()));
-            }
+            Action::TagSecurityGroup { .. } => own_group_after(&mut o.own_group, change),
             Action::AuthorizeIngress { group, rules } => {
                 let id = resolve(group, &new_groups);
                 let g = o.own_group.as_mut().filter(|g| g.group_id() == Some(id.as_str())).unwrap();
@@ -213,8 +185,6 @@ fn description(l: &ClassicListener) -> ListenerDescription {
         .unwrap();
     ListenerDescription::builder().listener(listener).build()
 }
-
-const CERT: &str = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
 
 /// Service shapes the planner must settle: each is applied to an empty cluster, then planned
 /// again.

@@ -14,10 +14,10 @@ use super::super::Settings;
 use super::super::annotations;
 use super::super::names;
 use super::super::plan::{Action, ArnRef, Change, GroupRef, SubnetSlot};
-use super::super::security_groups::{self, Rule, Source};
+use super::super::security_groups::{self, OwnGroup, Rule, Source};
 use super::super::service_config::{HealthPort, LbConfig};
 use super::{CHUNK, Mapping};
-use crate::tags::{CLUSTER_TAG_PREFIX, ClusterTags};
+use crate::tags::ClusterTags;
 
 /// What the Service asks for, with the settings and tags that shape it.
 pub(crate) struct Desired<'a> {
@@ -179,57 +179,16 @@ fn own_group(d: &Desired, o: &Observed, plan: &mut Vec<Change>) -> Result<GroupR
         }
         wanted.push(Rule::icmp_mtu(Source::Cidr(range.clone())));
     }
-    let Some(group) = &o.own_group else {
-        let mut tags = d.cluster.owned();
-        tags.extend(d.cfg.additional_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-        plan.push(Change::new(
-            Action::CreateSecurityGroup {
-                name: d.group_name.clone(),
-                description: names::NLB_SECURITY_GROUP_DESCRIPTION.into(),
-                tags,
-            },
-            "the load balancer's own group does not exist",
-        ));
-        if !wanted.is_empty() {
-            plan.push(Change::new(
-                Action::AuthorizeIngress { group: GroupRef::New(d.group_name.clone()), rules: wanted },
-                "the Service's ports and source ranges need these",
-            ));
-        }
-        return Ok(GroupRef::New(d.group_name.clone()));
+    let mut tags = d.cluster.owned();
+    tags.extend(d.cfg.additional_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let own = OwnGroup {
+        existing: o.own_group.as_ref(),
+        name: &d.group_name,
+        description: names::NLB_SECURITY_GROUP_DESCRIPTION.into(),
+        tags,
+        wanted,
     };
-    let id = group.group_id().unwrap_or_default().to_string();
-    let keys: Vec<&str> = group.tags().iter().filter_map(|t| t.key()).collect();
-    if !keys.contains(&d.cluster.key().as_str()) {
-        if keys.iter().any(|k| k.starts_with(CLUSTER_TAG_PREFIX)) {
-            return Err(CloudError::invalid(
-                "aws/lb.security_group",
-                format!("security group {} belongs to another cluster", d.group_name),
-            ));
-        }
-        plan.push(Change::new(
-            Action::TagSecurityGroup { group: id.clone(), tags: d.cluster.owned() },
-            "the load balancer's own group lost its cluster tag",
-        ));
-    }
-    let have = security_groups::ingress(group);
-    let have_ids: BTreeSet<_> = have.iter().map(Rule::identity).collect();
-    let want_ids: BTreeSet<_> = wanted.iter().map(Rule::identity).collect();
-    let remove: Vec<Rule> = have.into_iter().filter(|r| !want_ids.contains(&r.identity())).collect();
-    let add: Vec<Rule> = wanted.into_iter().filter(|r| !have_ids.contains(&r.identity())).collect();
-    if !remove.is_empty() {
-        plan.push(Change::new(
-            Action::RevokeIngress { group: GroupRef::Id(id.clone()), rules: remove },
-            "the Service's ports and source ranges no longer need these",
-        ));
-    }
-    if !add.is_empty() {
-        plan.push(Change::new(
-            Action::AuthorizeIngress { group: GroupRef::Id(id.clone()), rules: add },
-            "the Service's ports and source ranges need these",
-        ));
-    }
-    Ok(GroupRef::Id(id))
+    own.plan(d.cluster, plan)
 }
 
 /// Per port: its target group (found, or created), health check, targets and attributes, then

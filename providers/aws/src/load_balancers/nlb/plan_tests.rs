@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{SecurityGroup, Tag as Ec2Tag};
+use aws_sdk_ec2::types::SecurityGroup;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action as V2Action, AvailabilityZone, Certificate, Listener, LoadBalancer, TargetGroup,
 };
@@ -11,13 +11,13 @@ use cloud_provider::{Protocol, ServiceInfo, ServicePort, TrafficPolicy};
 
 use super::plan::{self, Desired, Observed};
 use crate::load_balancers::plan::{Action, ArnRef, Change, GroupRef};
+use crate::load_balancers::plan_fixtures::{
+    A, CERT, NODE_GROUP, cluster, config, node_group, operations, own_group_after,
+};
 use crate::load_balancers::security_groups::{Rule, Source, ingress};
-use crate::load_balancers::service_config::{LbConfig, Parsed, parse};
+use crate::load_balancers::service_config::LbConfig;
 use crate::load_balancers::{AwsLoadBalancers, Settings, names};
 use crate::tags::ClusterTags;
-
-const A: &str = "service.beta.kubernetes.io/aws-load-balancer-";
-const NODE_GROUP: &str = "sg-node";
 
 fn service(annotations: &[(String, String)], udp: bool) -> ServiceInfo {
     let mut annotations: BTreeMap<String, String> = annotations.iter().cloned().collect();
@@ -41,17 +41,6 @@ fn service(annotations: &[(String, String)], udp: bool) -> ServiceInfo {
     }
 }
 
-fn config(service: &ServiceInfo) -> LbConfig {
-    match parse(service) {
-        Parsed::Ok { config, .. } => *config,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn cluster() -> ClusterTags {
-    ClusterTags { cluster_id: "c1".into(), legacy: false }
-}
-
 fn desired<'a>(cfg: &'a LbConfig, settings: &'a Settings, cluster: &'a ClusterTags) -> Desired<'a> {
     let mappings = AwsLoadBalancers::mappings(cfg, settings);
     let tg_names = mappings.iter().map(|m| AwsLoadBalancers::target_group_name(&cluster.cluster_id, cfg, m)).collect();
@@ -68,13 +57,6 @@ fn desired<'a>(cfg: &'a LbConfig, settings: &'a Settings, cluster: &'a ClusterTa
     }
 }
 
-fn node_group() -> SecurityGroup {
-    SecurityGroup::builder()
-        .group_id(NODE_GROUP)
-        .tags(Ec2Tag::builder().key("kubernetes.io/cluster/c1").value("owned").build())
-        .build()
-}
-
 /// A cluster with two target instances in two subnets and nothing made for the Service yet.
 fn empty() -> Observed {
     Observed {
@@ -85,10 +67,6 @@ fn empty() -> Observed {
         cluster_groups: vec![node_group()],
         ..Default::default()
     }
-}
-
-fn operations(plan: &[Change]) -> Vec<&'static str> {
-    plan.iter().map(|c| c.action.operation().name.trim_start_matches("aws/")).collect()
 }
 
 fn with_rules(o: &mut Observed, id: &str, change: impl Fn(&mut Vec<Rule>)) {
@@ -113,16 +91,8 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
     };
     for change in plan {
         match &change.action {
-            Action::CreateSecurityGroup { name, tags, .. } => {
-                let tags = tags.iter().map(|(k, v)| Ec2Tag::builder().key(k).value(v).build()).collect();
-                o.own_group =
-                    Some(SecurityGroup::builder().group_id("sg-own").group_name(name).set_tags(Some(tags)).build());
-            }
-            Action::TagSecurityGroup { tags, .. } => {
-                let g = o.own_group.as_mut().unwrap();
-                g.tags
-                    .get_or_insert_default()
-                    .extend(tags.iter().map(|(k, v)| Ec2Tag::builder().key(k).value(v).build()));
+            Action::CreateSecurityGroup { .. } | Action::TagSecurityGroup { .. } => {
+                own_group_after(&mut o.own_group, change)
             }
             Action::AuthorizeIngress { group, rules } => {
                 with_rules(&mut o, &group_id(group), |r| r.extend(rules.iter().cloned()))
@@ -207,8 +177,6 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
     }
     o
 }
-
-const CERT: &str = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
 
 type Shape = (&'static str, Vec<(String, String)>, bool, Settings);
 
