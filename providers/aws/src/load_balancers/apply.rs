@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_elasticloadbalancing::types::{Instance as ElbInstance, Listener, PolicyAttribute, Tag};
+use aws_sdk_elasticloadbalancing::types::{Instance as ElbInstance, PolicyAttribute, Tag};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action as V2Action, ActionTypeEnum, Certificate, LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum,
     LoadBalancerTypeEnum, ProtocolEnum, SubnetMapping, Tag as V2Tag, TargetDescription, TargetGroupAttribute,
@@ -78,17 +78,6 @@ fn forward(tg: String) -> V2Action {
 
 fn certificates(certificate: &Option<String>) -> Option<Vec<Certificate>> {
     certificate.as_ref().map(|c| vec![Certificate::builder().certificate_arn(c).build()])
-}
-
-fn listener(l: &ClassicListener) -> Listener {
-    Listener::builder()
-        .protocol(&l.protocol)
-        .load_balancer_port(l.port)
-        .instance_protocol(&l.instance_protocol)
-        .instance_port(l.instance_port)
-        .set_ssl_certificate_id(l.certificate.clone())
-        .build()
-        .expect("protocol and ports are set")
 }
 
 fn elb_tags(tags: &[(String, String)]) -> Vec<Tag> {
@@ -165,7 +154,7 @@ impl AwsLoadBalancers {
                     .elb
                     .create_load_balancer()
                     .load_balancer_name(name)
-                    .set_listeners(Some(listeners.iter().map(listener).collect()))
+                    .set_listeners(Some(listeners.iter().map(ClassicListener::to_sdk).collect()))
                     .set_subnets(Some(subnets.clone()))
                     .set_security_groups(Some(applied.groups(groups)?))
                     .set_tags(Some(elb_tags(tags)));
@@ -193,7 +182,9 @@ impl AwsLoadBalancers {
             }
             Action::ElbCreateListeners { name, listeners } => {
                 let r = self.elb.create_load_balancer_listeners().load_balancer_name(name);
-                self.calls.run(op, r.set_listeners(Some(listeners.iter().map(listener).collect())).send()).await?;
+                self.calls
+                    .run(op, r.set_listeners(Some(listeners.iter().map(ClassicListener::to_sdk).collect())).send())
+                    .await?;
             }
             Action::ElbAddTags { name, tags } => {
                 let r = self.elb.add_tags().load_balancer_names(name).set_tags(Some(elb_tags(tags)));

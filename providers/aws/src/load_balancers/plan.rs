@@ -77,6 +77,20 @@ pub struct ClassicListener {
     pub certificate: Option<String>,
 }
 
+impl ClassicListener {
+    /// The listener as the ELB API takes it.
+    pub fn to_sdk(&self) -> aws_sdk_elasticloadbalancing::types::Listener {
+        aws_sdk_elasticloadbalancing::types::Listener::builder()
+            .protocol(&self.protocol)
+            .load_balancer_port(self.port)
+            .instance_protocol(&self.instance_protocol)
+            .instance_port(self.instance_port)
+            .set_ssl_certificate_id(self.certificate.clone())
+            .build()
+            .expect("protocol and ports are set")
+    }
+}
+
 impl std::fmt::Display for ClassicListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}->{}:{}", self.protocol, self.port, self.instance_protocol, self.instance_port)?;

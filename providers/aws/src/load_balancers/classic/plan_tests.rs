@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{SecurityGroup, Tag as Ec2Tag};
 use aws_sdk_elasticloadbalancing::types::{
-    BackendServerDescription, ConnectionDraining, Instance as ElbInstance, Listener, ListenerDescription,
-    LoadBalancerAttributes, LoadBalancerDescription, Policies,
+    BackendServerDescription, ConnectionDraining, Instance as ElbInstance, ListenerDescription, LoadBalancerAttributes,
+    LoadBalancerDescription, Policies,
 };
 use cloud_provider::{Protocol, ServiceInfo, ServicePort, TrafficPolicy};
 
@@ -175,15 +175,7 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
 }
 
 fn description(l: &ClassicListener) -> ListenerDescription {
-    let listener = Listener::builder()
-        .protocol(&l.protocol)
-        .load_balancer_port(l.port)
-        .instance_protocol(&l.instance_protocol)
-        .instance_port(l.instance_port)
-        .set_ssl_certificate_id(l.certificate.clone())
-        .build()
-        .unwrap();
-    ListenerDescription::builder().listener(listener).build()
+    ListenerDescription::builder().listener(l.to_sdk()).build()
 }
 
 /// Service shapes the planner must settle: each is applied to an empty cluster, then planned
@@ -479,4 +471,37 @@ fn local_traffic_probes_the_health_check_node_port_and_settles() {
     });
     assert_eq!(check.as_deref(), Some("HTTP:32000/healthz"));
     assert!(plan::ensure(&d, &simulate(empty(), &first)).unwrap().is_empty());
+}
+
+fn listener_config(annotations: &[(&str, &str)]) -> LbConfig {
+    config(&service(annotations))
+}
+
+fn protocols(cfg: &LbConfig) -> Vec<(String, String, Option<String>)> {
+    plan::listeners(cfg).into_iter().map(|l| (l.protocol, l.instance_protocol, l.certificate)).collect()
+}
+
+const SSL_CERT: &str = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert";
+const SSL_PORTS: &str = "service.beta.kubernetes.io/aws-load-balancer-ssl-ports";
+const BACKEND: &str = "service.beta.kubernetes.io/aws-load-balancer-backend-protocol";
+
+#[test]
+fn listeners_follow_upstreams_protocol_table() {
+    let tcp = ("TCP".to_string(), "TCP".to_string(), None);
+    assert_eq!(protocols(&listener_config(&[])), [tcp.clone(), tcp.clone()]);
+    let http = ("HTTP".to_string(), "HTTP".to_string(), None);
+    assert_eq!(protocols(&listener_config(&[(BACKEND, "http")])), [http.clone(), http.clone()]);
+    // A certificate on one port: SSL in front, TCP behind without a backend annotation.
+    let ssl = ("SSL".to_string(), "TCP".to_string(), Some(CERT.to_string()));
+    assert_eq!(protocols(&listener_config(&[(SSL_CERT, CERT), (SSL_PORTS, "443")])), [ssl, tcp.clone()]);
+    // http/https backends make an HTTPS listener where the certificate applies.
+    let https_http = ("HTTPS".to_string(), "HTTP".to_string(), Some(CERT.to_string()));
+    assert_eq!(
+        protocols(&listener_config(&[(SSL_CERT, CERT), (SSL_PORTS, "https"), (BACKEND, "http")])),
+        [https_http, http]
+    );
+    let ssl_ssl = ("SSL".to_string(), "SSL".to_string(), Some(CERT.to_string()));
+    assert_eq!(protocols(&listener_config(&[(SSL_CERT, CERT), (BACKEND, "ssl")])), [ssl_ssl.clone(), ssl_ssl]);
+    // https backend without a certificate: plain TCP, as upstream.
+    assert_eq!(protocols(&listener_config(&[(BACKEND, "https")])), [tcp.clone(), tcp]);
 }
