@@ -14,6 +14,8 @@ pub mod config;
 mod describe_batch;
 pub mod discovery;
 mod ec2;
+mod elb;
+mod elbv2;
 pub mod errors;
 pub mod iam;
 pub mod instance_cache;
@@ -96,9 +98,8 @@ impl AwsCloud {
         };
         let load_balancers = AwsLoadBalancers::new(
             ec2.clone(),
-            clients::elb(&sdk, &config, &region, &calls),
-            clients::elbv2(&sdk, &config, &region, &calls),
-            calls.clone(),
+            elb::Elb::new(clients::elb(&sdk, &config, &region, &calls), calls.clone()),
+            elbv2::Elbv2::new(clients::elbv2(&sdk, &config, &region, &calls), calls.clone()),
             cache.clone(),
             discovered.cluster.clone(),
             discovered.vpc_id.clone(),

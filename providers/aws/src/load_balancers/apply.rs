@@ -4,17 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_elasticloadbalancing::types::{Instance as ElbInstance, PolicyAttribute, Tag};
-use aws_sdk_elasticloadbalancingv2::types::{
-    Action as V2Action, ActionTypeEnum, Certificate, LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum,
-    LoadBalancerTypeEnum, ProtocolEnum, SubnetMapping, Tag as V2Tag, TargetDescription, TargetGroupAttribute,
-    TargetTypeEnum,
-};
+use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, SubnetMapping};
 use cloud_provider::CloudError;
 
 use super::AwsLoadBalancers;
 use super::plan::{Action, ArnRef, Change, ClassicListener, GroupRef};
 use super::security_groups::Rule;
+use crate::elbv2::ListenerSpec;
 
 /// What applying a plan learned that the plan could not know.
 #[derive(Debug, Default)]
@@ -62,30 +58,6 @@ impl Applied {
             }
         }
     }
-}
-
-fn v2_tags(tags: &[(String, String)]) -> Vec<V2Tag> {
-    tags.iter().map(|(k, v)| V2Tag::builder().key(k).value(v).build()).collect()
-}
-
-fn v2_targets(targets: &[(String, i32)]) -> Vec<TargetDescription> {
-    targets.iter().map(|(id, port)| TargetDescription::builder().id(id).port(*port).build()).collect()
-}
-
-fn forward(tg: String) -> V2Action {
-    V2Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(tg).build()
-}
-
-fn certificates(certificate: &Option<String>) -> Option<Vec<Certificate>> {
-    certificate.as_ref().map(|c| vec![Certificate::builder().certificate_arn(c).build()])
-}
-
-fn elb_tags(tags: &[(String, String)]) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key")).collect()
-}
-
-fn instances(ids: &[String]) -> Vec<ElbInstance> {
-    ids.iter().map(|id| ElbInstance::builder().instance_id(id).build()).collect()
 }
 
 fn permissions(rules: &[Rule]) -> Vec<aws_sdk_ec2::types::IpPermission> {
@@ -147,102 +119,35 @@ impl AwsLoadBalancers {
 
     /// Classic ELB.
     async fn apply_elb(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
-        let op = action.operation();
+        let elb = &self.elb;
+        let listeners = |l: &[ClassicListener]| l.iter().map(ClassicListener::to_sdk).collect();
         match action {
-            Action::ElbCreate { name, internal, listeners, subnets, groups, tags } => {
-                let mut r = self
-                    .elb
-                    .create_load_balancer()
-                    .load_balancer_name(name)
-                    .set_listeners(Some(listeners.iter().map(ClassicListener::to_sdk).collect()))
-                    .set_subnets(Some(subnets.clone()))
-                    .set_security_groups(Some(applied.groups(groups)?))
-                    .set_tags(Some(elb_tags(tags)));
-                if *internal {
-                    r = r.scheme("internal");
-                }
-                let out = self.calls.run(op, r.send()).await?;
-                applied.dns_name = out.dns_name().map(String::from);
+            Action::ElbCreate { name, internal, listeners: l, subnets, groups, tags } => {
+                let groups = applied.groups(groups)?;
+                applied.dns_name = elb.create(name, *internal, listeners(l), subnets.clone(), groups, tags).await?;
             }
-            Action::ElbAttachSubnets { name, subnets } => {
-                let r = self.elb.attach_load_balancer_to_subnets().load_balancer_name(name);
-                self.calls.run(op, r.set_subnets(Some(subnets.clone())).send()).await?;
-            }
-            Action::ElbDetachSubnets { name, subnets } => {
-                let r = self.elb.detach_load_balancer_from_subnets().load_balancer_name(name);
-                self.calls.run(op, r.set_subnets(Some(subnets.clone())).send()).await?;
-            }
+            Action::ElbAttachSubnets { name, subnets } => elb.attach_subnets(name, subnets.clone()).await?,
+            Action::ElbDetachSubnets { name, subnets } => elb.detach_subnets(name, subnets.clone()).await?,
             Action::ElbApplySecurityGroups { name, groups } => {
-                let r = self.elb.apply_security_groups_to_load_balancer().load_balancer_name(name);
-                self.calls.run(op, r.set_security_groups(Some(applied.groups(groups)?)).send()).await?;
+                elb.apply_security_groups(name, applied.groups(groups)?).await?
             }
-            Action::ElbDeleteListeners { name, ports } => {
-                let r = self.elb.delete_load_balancer_listeners().load_balancer_name(name);
-                self.calls.run(op, r.set_load_balancer_ports(Some(ports.clone())).send()).await?;
-            }
-            Action::ElbCreateListeners { name, listeners } => {
-                let r = self.elb.create_load_balancer_listeners().load_balancer_name(name);
-                self.calls
-                    .run(op, r.set_listeners(Some(listeners.iter().map(ClassicListener::to_sdk).collect())).send())
-                    .await?;
-            }
-            Action::ElbAddTags { name, tags } => {
-                let r = self.elb.add_tags().load_balancer_names(name).set_tags(Some(elb_tags(tags)));
-                self.calls.run(op, r.send()).await?;
-            }
+            Action::ElbDeleteListeners { name, ports } => elb.delete_listeners(name, ports.clone()).await?,
+            Action::ElbCreateListeners { name, listeners: l } => elb.create_listeners(name, listeners(l)).await?,
+            Action::ElbAddTags { name, tags } => elb.add_tags(name, tags).await?,
             Action::ElbCreatePolicy { name, policy, policy_type, attribute } => {
-                let r = self
-                    .elb
-                    .create_load_balancer_policy()
-                    .load_balancer_name(name)
-                    .policy_name(policy)
-                    .policy_type_name(policy_type)
-                    .policy_attributes(
-                        PolicyAttribute::builder().attribute_name(&attribute.0).attribute_value(&attribute.1).build(),
-                    );
-                self.calls.run(op, r.send()).await?;
+                elb.create_policy(name, policy, policy_type, (&attribute.0, &attribute.1)).await?
             }
             Action::ElbSetBackendPolicies { name, instance_port, policies } => {
-                let r = self
-                    .elb
-                    .set_load_balancer_policies_for_backend_server()
-                    .load_balancer_name(name)
-                    .instance_port(*instance_port)
-                    .set_policy_names(Some(policies.clone()));
-                self.calls.run(op, r.send()).await?;
+                elb.set_backend_policies(name, *instance_port, policies.clone()).await?
             }
             Action::ElbSetListenerPolicies { name, port, policies } => {
-                let r = self
-                    .elb
-                    .set_load_balancer_policies_of_listener()
-                    .load_balancer_name(name)
-                    .load_balancer_port(*port)
-                    .set_policy_names(Some(policies.clone()));
-                self.calls.run(op, r.send()).await?;
+                elb.set_listener_policies(name, *port, policies.clone()).await?
             }
-            Action::ElbModifyAttributes { name, attributes } => {
-                let r = self
-                    .elb
-                    .modify_load_balancer_attributes()
-                    .load_balancer_name(name)
-                    .load_balancer_attributes(attributes.clone());
-                self.calls.run(op, r.send()).await?;
-            }
-            Action::ElbConfigureHealthCheck { name, check } => {
-                let r = self.elb.configure_health_check().load_balancer_name(name).health_check(check.clone());
-                self.calls.run(op, r.send()).await?;
-            }
-            Action::ElbDeregister { name, instances: ids } => {
-                let r = self.elb.deregister_instances_from_load_balancer().load_balancer_name(name);
-                self.calls.run(op, r.set_instances(Some(instances(ids))).send()).await?;
-            }
-            Action::ElbRegister { name, instances: ids } => {
-                let r = self.elb.register_instances_with_load_balancer().load_balancer_name(name);
-                self.calls.run(op, r.set_instances(Some(instances(ids))).send()).await?;
-            }
-            Action::ElbDelete { name } => {
-                self.calls.run(op, self.elb.delete_load_balancer().load_balancer_name(name).send()).await?;
-            }
+            Action::ElbModifyAttributes { name, attributes } => elb.modify_attributes(name, attributes.clone()).await?,
+            Action::ElbConfigureHealthCheck { name, check } => elb.configure_health_check(name, check.clone()).await?,
+            Action::ElbDeregister { name, instances } => elb.deregister(name, instances).await?,
+            Action::ElbRegister { name, instances } => elb.register(name, instances).await?,
+            Action::ElbDelete { name } => elb.delete(name).await?,
             other => unreachable!("{other:?} is not a Classic ELB action"),
         }
         Ok(())
@@ -250,7 +155,7 @@ impl AwsLoadBalancers {
 
     /// NLB.
     async fn apply_elbv2(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
-        let op = action.operation();
+        let elbv2 = &self.elbv2;
         match action {
             Action::NlbCreate { name, internal, subnets, groups, tags } => {
                 let mappings = subnets
@@ -263,75 +168,33 @@ impl AwsLoadBalancers {
                             .build()
                     })
                     .collect();
-                let scheme =
-                    if *internal { LoadBalancerSchemeEnum::Internal } else { LoadBalancerSchemeEnum::InternetFacing };
                 let groups = groups.as_ref().map(|g| applied.groups(g)).transpose()?;
-                let r = self
-                    .elbv2
-                    .create_load_balancer()
-                    .name(name)
-                    .r#type(LoadBalancerTypeEnum::Network)
-                    .scheme(scheme)
-                    .set_subnet_mappings(Some(mappings))
-                    .set_security_groups(groups)
-                    .set_tags(Some(v2_tags(tags)));
-                let out = self.calls.run(op, r.send()).await?;
-                applied.nlb =
-                    Some(out.load_balancers().first().cloned().ok_or_else(|| {
-                        CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing")
-                    })?);
+                let created = elbv2.create(name, *internal, mappings, groups, tags).await?;
+                applied.nlb = Some(created.ok_or_else(|| {
+                    CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing")
+                })?);
             }
             Action::NlbSetSecurityGroups { load_balancer, groups } => {
-                let r = self.elbv2.set_security_groups().load_balancer_arn(load_balancer);
-                self.calls.run(op, r.set_security_groups(Some(applied.groups(groups)?)).send()).await?;
+                elbv2.set_security_groups(load_balancer, applied.groups(groups)?).await?
             }
-            Action::NlbCreateTargetGroup { name, protocol, port, health: h, tags } => {
-                let r = self
-                    .elbv2
-                    .create_target_group()
-                    .name(name)
-                    .protocol(protocol.clone())
-                    .port(*port)
-                    .vpc_id(&self.vpc_id)
-                    .target_type(TargetTypeEnum::Instance)
-                    .health_check_protocol(ProtocolEnum::from(h.protocol.as_str()))
-                    .health_check_port(h.port.to_string())
-                    .set_health_check_path(h.path.clone())
-                    .health_check_interval_seconds(h.interval)
-                    .healthy_threshold_count(h.healthy)
-                    .unhealthy_threshold_count(h.unhealthy)
-                    .set_tags(Some(v2_tags(tags)));
-                let out = self.calls.run(op, r.send()).await?;
-                let arn = out.target_groups().first().and_then(|g| g.target_group_arn()).ok_or_else(|| {
+            Action::NlbCreateTargetGroup { name, protocol, port, health, tags } => {
+                let arn = elbv2.create_target_group(name, protocol.clone(), *port, &self.vpc_id, health, tags).await?;
+                let arn = arn.ok_or_else(|| {
                     CloudError::transient("aws/nlb.target_group", "CreateTargetGroup returned nothing")
                 })?;
-                applied.target_groups.insert(name.clone(), arn.to_string());
+                applied.target_groups.insert(name.clone(), arn);
             }
-            Action::NlbModifyHealthCheck { target_group, health: h } => {
-                let r = self
-                    .elbv2
-                    .modify_target_group()
-                    .target_group_arn(target_group)
-                    .health_check_port(h.port.to_string())
-                    .set_health_check_path(h.path.clone())
-                    .healthy_threshold_count(h.healthy)
-                    .unhealthy_threshold_count(h.unhealthy);
-                self.calls.run(op, r.send()).await?;
+            Action::NlbModifyHealthCheck { target_group, health } => {
+                elbv2.modify_health_check(target_group, health).await?
             }
             Action::NlbRegisterTargets { target_group, targets } => {
-                let r = self.elbv2.register_targets().target_group_arn(applied.target_group(target_group)?);
-                self.calls.run(op, r.set_targets(Some(v2_targets(targets))).send()).await?;
+                elbv2.register_targets(&applied.target_group(target_group)?, targets).await?
             }
             Action::NlbDeregisterTargets { target_group, targets } => {
-                let r = self.elbv2.deregister_targets().target_group_arn(target_group);
-                self.calls.run(op, r.set_targets(Some(v2_targets(targets))).send()).await?;
+                elbv2.deregister_targets(target_group, targets).await?
             }
             Action::NlbModifyTargetGroupAttributes { target_group, attributes } => {
-                let attributes =
-                    attributes.iter().map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build()).collect();
-                let r =
-                    self.elbv2.modify_target_group_attributes().target_group_arn(applied.target_group(target_group)?);
-                self.calls.run(op, r.set_attributes(Some(attributes)).send()).await?;
+                elbv2.modify_target_group_attributes(&applied.target_group(target_group)?, attributes).await?
             }
             Action::NlbCreateListener {
                 load_balancer,
@@ -342,57 +205,32 @@ impl AwsLoadBalancers {
                 ssl_policy,
                 tags,
             } => {
-                let r = self
-                    .elbv2
-                    .create_listener()
-                    .load_balancer_arn(applied.load_balancer(load_balancer)?)
-                    .port(*port)
-                    .protocol(protocol.clone())
-                    .default_actions(forward(applied.target_group(target_group)?))
-                    .set_certificates(certificates(certificate))
-                    .set_ssl_policy(ssl_policy.clone())
-                    .set_tags(Some(v2_tags(tags)));
-                self.calls.run(op, r.send()).await?;
+                let target_group = applied.target_group(target_group)?;
+                let spec = ListenerSpec { target_group: &target_group, certificate, ssl_policy };
+                let load_balancer = applied.load_balancer(load_balancer)?;
+                elbv2.create_listener(&load_balancer, *port, protocol.clone(), spec, tags).await?
             }
             Action::NlbModifyListener { listener, target_group, certificate, ssl_policy } => {
-                let r = self
-                    .elbv2
-                    .modify_listener()
-                    .listener_arn(listener)
-                    .default_actions(forward(applied.target_group(target_group)?))
-                    .set_certificates(certificates(certificate))
-                    .set_ssl_policy(ssl_policy.clone());
-                self.calls.run(op, r.send()).await?;
+                let target_group = applied.target_group(target_group)?;
+                elbv2.modify_listener(listener, ListenerSpec { target_group: &target_group, certificate, ssl_policy }).await?
             }
-            Action::NlbDeleteListener { listener } => {
-                self.calls.run(op, self.elbv2.delete_listener().listener_arn(listener).send()).await?;
-            }
-            Action::NlbDeleteTargetGroup { target_group } => {
-                match self.calls.run(op, self.elbv2.delete_target_group().target_group_arn(target_group).send()).await {
-                    Ok(_) => {}
-                    Err(err) if err.is_not_found() => {}
-                    Err(err) if err.has_code("ResourceInUse") => {
-                        return Err(CloudError::retry_after(
-                            "aws/nlb.delete_target_group",
-                            format!("target group {target_group} is still in use; deleting it again shortly"),
-                            Duration::from_secs(10),
-                        ));
-                    }
-                    Err(err) => return Err(err.into()),
+            Action::NlbDeleteListener { listener } => elbv2.delete_listener(listener).await?,
+            Action::NlbDeleteTargetGroup { target_group } => match elbv2.delete_target_group(target_group).await {
+                Ok(()) => {}
+                Err(err) if err.is_not_found() => {}
+                Err(err) if err.has_code("ResourceInUse") => {
+                    return Err(CloudError::retry_after(
+                        "aws/nlb.delete_target_group",
+                        format!("target group {target_group} is still in use; deleting it again shortly"),
+                        Duration::from_secs(10),
+                    ));
                 }
-            }
+                Err(err) => return Err(err.into()),
+            },
             Action::NlbModifyAttributes { load_balancer, attributes } => {
-                let attributes =
-                    attributes.iter().map(|(k, v)| LoadBalancerAttribute::builder().key(k).value(v).build()).collect();
-                let r = self
-                    .elbv2
-                    .modify_load_balancer_attributes()
-                    .load_balancer_arn(applied.load_balancer(load_balancer)?);
-                self.calls.run(op, r.set_attributes(Some(attributes)).send()).await?;
+                elbv2.modify_attributes(&applied.load_balancer(load_balancer)?, attributes).await?
             }
-            Action::NlbDelete { load_balancer } => {
-                self.calls.run(op, self.elbv2.delete_load_balancer().load_balancer_arn(load_balancer).send()).await?;
-            }
+            Action::NlbDelete { load_balancer } => elbv2.delete(load_balancer).await?,
             other => unreachable!("{other:?} is not an NLB action"),
         }
         Ok(())

@@ -26,13 +26,13 @@ use std::sync::Arc;
 use aws_sdk_ec2::types::{Instance, InstanceStateName};
 use cloud_provider::{CloudError, LoadBalancerStatus, LoadBalancers, NodeInfo, ServiceInfo};
 
-use crate::calls::Calls;
 use crate::describe_batch::DescribeBatch;
 use crate::ec2::Ec2;
+use crate::elb::Elb;
+use crate::elbv2::Elbv2;
 use crate::errors::AwsError;
 use crate::instance_cache::InstanceCache;
 use crate::instances::AwsInstances;
-use crate::operations::{ElbOp, Elbv2Op};
 use crate::tags::ClusterTags;
 use service_config::{Kind, LbConfig, Parsed};
 
@@ -52,9 +52,8 @@ pub struct Settings {
 
 pub struct AwsLoadBalancers {
     pub(crate) ec2: Ec2,
-    pub(crate) elb: aws_sdk_elasticloadbalancing::Client,
-    pub(crate) elbv2: aws_sdk_elasticloadbalancingv2::Client,
-    pub(crate) calls: Arc<Calls>,
+    pub(crate) elb: Elb,
+    pub(crate) elbv2: Elbv2,
     pub(crate) cache: Arc<InstanceCache>,
     pub(crate) cluster: ClusterTags,
     pub(crate) vpc_id: String,
@@ -76,46 +75,34 @@ pub struct AwsLoadBalancers {
 impl AwsLoadBalancers {
     pub fn new(
         ec2: Ec2,
-        elb: aws_sdk_elasticloadbalancing::Client,
-        elbv2: aws_sdk_elasticloadbalancingv2::Client,
-        calls: Arc<Calls>,
+        elb: Elb,
+        elbv2: Elbv2,
         cache: Arc<InstanceCache>,
         cluster: ClusterTags,
         vpc_id: String,
         fallback_subnet: Option<String>,
         settings: Settings,
     ) -> Self {
-        let (elb_client, elb_calls) = (elb.clone(), calls.clone());
+        let classic = elb.clone();
         let classic_batch = DescribeBatch::new(Arc::new(move |names: Vec<String>| {
-            let (elb, calls) = (elb_client.clone(), elb_calls.clone());
+            let elb = classic.clone();
             Box::pin(async move {
-                let r = elb.describe_load_balancers().set_load_balancer_names(Some(names));
-                let out = calls.run(ElbOp::DescribeLoadBalancers, r.send()).await?;
-                Ok(out
-                    .load_balancer_descriptions()
-                    .iter()
-                    .filter_map(|d| Some((d.load_balancer_name()?.to_string(), d.clone())))
-                    .collect())
+                let found = elb.load_balancers(names).await?;
+                Ok(found.into_iter().filter_map(|d| Some((d.load_balancer_name()?.to_string(), d))).collect())
             }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
         }));
-        let (v2_client, v2_calls) = (elbv2.clone(), calls.clone());
+        let network = elbv2.clone();
         let nlb_batch = DescribeBatch::new(Arc::new(move |names: Vec<String>| {
-            let (elbv2, calls) = (v2_client.clone(), v2_calls.clone());
+            let elbv2 = network.clone();
             Box::pin(async move {
-                let r = elbv2.describe_load_balancers().set_names(Some(names));
-                let out = calls.run(Elbv2Op::DescribeLoadBalancers, r.send()).await?;
-                Ok(out
-                    .load_balancers()
-                    .iter()
-                    .filter_map(|l| Some((l.load_balancer_name()?.to_string(), l.clone())))
-                    .collect())
+                let found = elbv2.load_balancers(names).await?;
+                Ok(found.into_iter().filter_map(|l| Some((l.load_balancer_name()?.to_string(), l))).collect())
             }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
         }));
         Self {
             ec2,
             elb,
             elbv2,
-            calls,
             cache,
             cluster,
             vpc_id,
@@ -229,7 +216,7 @@ impl AwsLoadBalancers {
             return self.classic_register(&name, &lb, &instances).await;
         }
         if let Some(lb) = self.nlb_describe(&name).await? {
-            for tg in self.target_groups_of(lb.load_balancer_arn().unwrap_or_default()).await.map_err(from_aws)? {
+            for tg in self.elbv2.target_groups_of(lb.load_balancer_arn().unwrap_or_default()).await.map_err(from_aws)? {
                 let port = u16::try_from(tg.port().unwrap_or_default()).unwrap_or_default();
                 self.nlb_retarget(tg.target_group_arn().unwrap_or_default(), port, &instances).await?;
             }

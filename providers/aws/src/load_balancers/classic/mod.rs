@@ -19,7 +19,6 @@ use super::security_groups::{self, Rule};
 use super::service_config::LbConfig;
 use super::{AwsLoadBalancers, names};
 use crate::errors::AwsError;
-use crate::operations::ElbOp;
 use plan::{Desired, Observed};
 
 /// What a deletion needs to know.
@@ -66,9 +65,7 @@ impl AwsLoadBalancers {
             }
             if lb.is_some() {
                 observed.tags = self.classic_tags(&name).await?;
-                let r = self.elb.describe_load_balancer_attributes().load_balancer_name(&name);
-                let out = self.calls.run(ElbOp::DescribeLoadBalancerAttributes, r.send()).await?;
-                observed.attributes = out.load_balancer_attributes().cloned();
+                observed.attributes = self.elb.attributes(&name).await?;
             }
         }
         let own_group_id = match (&observed.own_group, &lb) {
@@ -87,10 +84,10 @@ impl AwsLoadBalancers {
     }
 
     async fn classic_tags(&self, name: &str) -> Result<Vec<(String, String)>, CloudError> {
-        let out =
-            self.calls.run(ElbOp::DescribeTags, self.elb.describe_tags().load_balancer_names(name).send()).await?;
-        Ok(out
-            .tag_descriptions()
+        Ok(self
+            .elb
+            .tags(vec![name.to_string()])
+            .await?
             .iter()
             .flat_map(|d| d.tags())
             .map(|t| (t.key().to_string(), t.value().unwrap_or_default().to_string()))
@@ -180,21 +177,17 @@ impl AwsLoadBalancers {
     /// Whether another of this cluster's Classic ELBs (not `except`) sends its traffic from
     /// `group` (it is their first group).
     async fn classic_group_used_elsewhere(&self, group: &str, except: &str) -> Result<bool, CloudError> {
-        let mut candidates = Vec::new();
-        let mut pages = self.elb.describe_load_balancers().into_paginator().send();
-        while let Some(page) = self.calls.page(ElbOp::DescribeLoadBalancers, pages.next()).await? {
-            candidates.extend(
-                page.load_balancer_descriptions()
-                    .iter()
-                    .filter(|d| d.load_balancer_name() != Some(except))
-                    .filter(|d| d.security_groups().first().map(String::as_str) == Some(group))
-                    .filter_map(|d| d.load_balancer_name().map(String::from)),
-            );
-        }
+        let candidates: Vec<String> = self
+            .elb
+            .all_load_balancers()
+            .await?
+            .iter()
+            .filter(|d| d.load_balancer_name() != Some(except))
+            .filter(|d| d.security_groups().first().map(String::as_str) == Some(group))
+            .filter_map(|d| d.load_balancer_name().map(String::from))
+            .collect();
         for chunk in candidates.chunks(20) {
-            let r = self.elb.describe_tags().set_load_balancer_names(Some(chunk.to_vec()));
-            let tags = self.calls.run(ElbOp::DescribeTags, r.send()).await?;
-            for d in tags.tag_descriptions() {
+            for d in self.elb.tags(chunk.to_vec()).await? {
                 if self.cluster.is_cluster(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default()))) {
                     return Ok(true);
                 }

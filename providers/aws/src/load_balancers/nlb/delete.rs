@@ -8,7 +8,6 @@ use cloud_provider::CloudError;
 use super::super::plan::{Action, Change, GroupRef};
 use super::super::security_groups::{self, Rule};
 use super::super::{AwsLoadBalancers, SERVICE_NAME_TAG, names};
-use crate::operations::Elbv2Op;
 
 impl AwsLoadBalancers {
     /// Deletes the NLB named after `uid` and everything it owns: listeners go with it, then its
@@ -27,7 +26,7 @@ impl AwsLoadBalancers {
         if let Some(lb) = &lb {
             let arn = lb.load_balancer_arn().unwrap_or_default();
             groups.extend(
-                self.target_groups_of(arn).await?.iter().filter_map(|g| g.target_group_arn().map(String::from)),
+                self.elbv2.target_groups_of(arn).await?.iter().filter_map(|g| g.target_group_arn().map(String::from)),
             );
             let delete = Action::NlbDelete { load_balancer: arn.to_string() };
             self.apply(&[Change::new(delete, "the Service no longer wants a load balancer")]).await?;
@@ -52,22 +51,18 @@ impl AwsLoadBalancers {
     /// delete): found by their name prefix, confirmed by the cluster and service-name tags.
     pub(super) async fn orphan_target_groups(&self, namespace: &str, service: &str) -> Result<Vec<String>, CloudError> {
         let prefix = names::target_group_prefix(namespace, service);
-        let mut candidates = Vec::new();
-        let mut pages = self.elbv2.describe_target_groups().into_paginator().send();
-        while let Some(page) = self.calls.page(Elbv2Op::DescribeTargetGroups, pages.next()).await? {
-            candidates.extend(
-                page.target_groups()
-                    .iter()
-                    .filter(|g| g.target_group_name().is_some_and(|n| n.starts_with(&prefix)))
-                    .filter_map(|g| g.target_group_arn().map(String::from)),
-            );
-        }
+        let candidates: Vec<String> = self
+            .elbv2
+            .all_target_groups()
+            .await?
+            .iter()
+            .filter(|g| g.target_group_name().is_some_and(|n| n.starts_with(&prefix)))
+            .filter_map(|g| g.target_group_arn().map(String::from))
+            .collect();
         let key = format!("{namespace}/{service}");
         let mut out = Vec::new();
         for chunk in candidates.chunks(20) {
-            let r = self.elbv2.describe_tags().set_resource_arns(Some(chunk.to_vec()));
-            let tags = self.calls.run(Elbv2Op::DescribeTags, r.send()).await?;
-            for d in tags.tag_descriptions() {
+            for d in self.elbv2.tags(chunk.to_vec()).await? {
                 let pairs: Vec<(&str, &str)> =
                     d.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
                 let ours = self.cluster.is_owned(pairs.iter().copied())

@@ -10,13 +10,11 @@ use cloud_provider::{CloudError, IngressPoint, LoadBalancerStatus, NodeInfo, Pro
 use super::plan::{Change, Health};
 use super::service_config::{BackendProtocol, HealthPort, HealthProtocol, LbConfig};
 use super::{AwsLoadBalancers, names};
-use crate::operations::Elbv2Op;
 
 mod delete;
 pub(crate) mod plan;
 #[cfg(test)]
 mod plan_tests;
-mod target_groups;
 
 const CHUNK: usize = 100;
 
@@ -156,21 +154,14 @@ impl AwsLoadBalancers {
             None => o.subnets = self.subnets_for(cfg).await?,
             Some(lb) => {
                 let arn = lb.load_balancer_arn().unwrap_or_default();
-                let r = self.elbv2.describe_listeners().load_balancer_arn(arn);
-                o.listeners = self.calls.run(Elbv2Op::DescribeListeners, r.send()).await?.listeners().to_vec();
-                o.target_groups = self.target_groups_of(arn).await?;
-                let r = self.elbv2.describe_load_balancer_attributes().load_balancer_arn(arn);
-                let out = self.calls.run(Elbv2Op::DescribeLoadBalancerAttributes, r.send()).await?;
-                o.attributes = out
-                    .attributes()
-                    .iter()
-                    .filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())))
-                    .collect();
+                o.listeners = self.elbv2.listeners(arn).await?;
+                o.target_groups = self.elbv2.target_groups_of(arn).await?;
+                o.attributes = self.elbv2.attributes(arn).await?.into_iter().collect();
             }
         }
         for name in &d.tg_names {
             if !o.target_groups.iter().any(|g| g.target_group_name() == Some(name.as_str()))
-                && let Some(tg) = self.target_group_named(name).await?
+                && let Some(tg) = self.elbv2.target_group_named(name).await?
             {
                 o.unattached.push(tg);
             }
@@ -185,11 +176,8 @@ impl AwsLoadBalancers {
         for arn in wanted {
             o.targets.insert(arn.clone(), self.registered_targets(&arn).await?);
             if !cfg.target_group_attributes.is_empty() {
-                let r = self.elbv2.describe_target_group_attributes().target_group_arn(&arn);
-                let out = self.calls.run(Elbv2Op::DescribeTargetGroupAttributes, r.send()).await?;
-                let attributes =
-                    out.attributes().iter().filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())));
-                o.tg_attributes.insert(arn, attributes.collect());
+                let attributes = self.elbv2.target_group_attributes(&arn).await?;
+                o.tg_attributes.insert(arn, attributes.into_iter().collect());
             }
         }
         if !self.settings.disable_security_group_ingress {
@@ -243,10 +231,10 @@ impl AwsLoadBalancers {
 
     /// The targets registered with a target group, those draining left out.
     pub(crate) async fn registered_targets(&self, tg: &str) -> Result<BTreeSet<(String, i32)>, CloudError> {
-        let r = self.elbv2.describe_target_health().target_group_arn(tg);
-        let health = self.calls.run(Elbv2Op::DescribeTargetHealth, r.send()).await?;
-        Ok(health
-            .target_health_descriptions()
+        Ok(self
+            .elbv2
+            .target_health(tg)
+            .await?
             .iter()
             .filter(|d| d.target_health().and_then(|h| h.state()) != Some(&TargetHealthStateEnum::Draining))
             .filter_map(|d| d.target().map(|t| (t.id().unwrap_or_default().to_string(), t.port().unwrap_or_default())))
