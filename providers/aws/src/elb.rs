@@ -92,13 +92,17 @@ impl Elb {
     }
 
     pub async fn apply_security_groups(&self, name: &str, groups: Vec<String>) -> Result<(), AwsError> {
-        let r =
-            self.client.apply_security_groups_to_load_balancer().load_balancer_name(name).set_security_groups(Some(groups));
+        let r = self
+            .client
+            .apply_security_groups_to_load_balancer()
+            .load_balancer_name(name)
+            .set_security_groups(Some(groups));
         self.calls.run(ElbOp::ApplySecurityGroupsToLoadBalancer, r.send()).await.map(drop)
     }
 
     pub async fn delete_listeners(&self, name: &str, ports: Vec<i32>) -> Result<(), AwsError> {
-        let r = self.client.delete_load_balancer_listeners().load_balancer_name(name).set_load_balancer_ports(Some(ports));
+        let r =
+            self.client.delete_load_balancer_listeners().load_balancer_name(name).set_load_balancer_ports(Some(ports));
         self.calls.run(ElbOp::DeleteLoadBalancerListeners, r.send()).await.map(drop)
     }
 
@@ -126,7 +130,9 @@ impl Elb {
             .load_balancer_name(name)
             .policy_name(policy)
             .policy_type_name(policy_type)
-            .policy_attributes(PolicyAttribute::builder().attribute_name(attribute.0).attribute_value(attribute.1).build());
+            .policy_attributes(
+                PolicyAttribute::builder().attribute_name(attribute.0).attribute_value(attribute.1).build(),
+            );
         self.calls.run(ElbOp::CreateLoadBalancerPolicy, r.send()).await.map(drop)
     }
 
@@ -151,7 +157,8 @@ impl Elb {
     }
 
     pub async fn modify_attributes(&self, name: &str, attributes: LoadBalancerAttributes) -> Result<(), AwsError> {
-        let r = self.client.modify_load_balancer_attributes().load_balancer_name(name).load_balancer_attributes(attributes);
+        let r =
+            self.client.modify_load_balancer_attributes().load_balancer_name(name).load_balancer_attributes(attributes);
         self.calls.run(ElbOp::ModifyLoadBalancerAttributes, r.send()).await.map(drop)
     }
 
@@ -161,8 +168,11 @@ impl Elb {
     }
 
     pub async fn register(&self, name: &str, ids: &[String]) -> Result<(), AwsError> {
-        let r =
-            self.client.register_instances_with_load_balancer().load_balancer_name(name).set_instances(Some(instances(ids)));
+        let r = self
+            .client
+            .register_instances_with_load_balancer()
+            .load_balancer_name(name)
+            .set_instances(Some(instances(ids)));
         self.calls.run(ElbOp::RegisterInstancesWithLoadBalancer, r.send()).await.map(drop)
     }
 

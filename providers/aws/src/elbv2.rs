@@ -146,10 +146,18 @@ impl Elbv2 {
         self.calls.run(Elbv2Op::SetSecurityGroups, r.send()).await.map(drop)
     }
 
-    pub async fn modify_attributes(&self, load_balancer: &str, attributes: &[(String, String)]) -> Result<(), AwsError> {
+    pub async fn modify_attributes(
+        &self,
+        load_balancer: &str,
+        attributes: &[(String, String)],
+    ) -> Result<(), AwsError> {
         let attributes =
             attributes.iter().map(|(k, v)| LoadBalancerAttribute::builder().key(k).value(v).build()).collect();
-        let r = self.client.modify_load_balancer_attributes().load_balancer_arn(load_balancer).set_attributes(Some(attributes));
+        let r = self
+            .client
+            .modify_load_balancer_attributes()
+            .load_balancer_arn(load_balancer)
+            .set_attributes(Some(attributes));
         self.calls.run(Elbv2Op::ModifyLoadBalancerAttributes, r.send()).await.map(drop)
     }
 
@@ -218,7 +226,11 @@ impl Elbv2 {
     ) -> Result<(), AwsError> {
         let attributes =
             attributes.iter().map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build()).collect();
-        let r = self.client.modify_target_group_attributes().target_group_arn(target_group).set_attributes(Some(attributes));
+        let r = self
+            .client
+            .modify_target_group_attributes()
+            .target_group_arn(target_group)
+            .set_attributes(Some(attributes));
         self.calls.run(Elbv2Op::ModifyTargetGroupAttributes, r.send()).await.map(drop)
     }
 

@@ -217,7 +217,8 @@ fn every_call_goes_through_a_wrapper_and_every_listed_operation_is_called() {
     sources(&src, &mut files);
     let wrappers = ["ec2.rs", "elb.rs", "elbv2.rs"].map(|f| src.join(f));
     let call = regex::Regex::new(r"calls\s*\.(run|page)\(\s*(Ec2Op|ElbOp|Elbv2Op)::([A-Z][A-Za-z]+)").expect("regex");
-    let client = regex::Regex::new(r"aws_sdk_(ec2|elasticloadbalancing|elasticloadbalancingv2)::Client\b").expect("regex");
+    let client =
+        regex::Regex::new(r"aws_sdk_(ec2|elasticloadbalancing|elasticloadbalancingv2)::Client\b").expect("regex");
     let mut called = BTreeSet::new();
     for (path, text) in &files {
         let is_wrapper = wrappers.contains(path);

@@ -170,9 +170,10 @@ impl AwsLoadBalancers {
                     .collect();
                 let groups = groups.as_ref().map(|g| applied.groups(g)).transpose()?;
                 let created = elbv2.create(name, *internal, mappings, groups, tags).await?;
-                applied.nlb = Some(created.ok_or_else(|| {
-                    CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing")
-                })?);
+                applied.nlb =
+                    Some(created.ok_or_else(|| {
+                        CloudError::transient("aws/nlb.create", "CreateLoadBalancer returned nothing")
+                    })?);
             }
             Action::NlbSetSecurityGroups { load_balancer, groups } => {
                 elbv2.set_security_groups(load_balancer, applied.groups(groups)?).await?
@@ -212,7 +213,9 @@ impl AwsLoadBalancers {
             }
             Action::NlbModifyListener { listener, target_group, certificate, ssl_policy } => {
                 let target_group = applied.target_group(target_group)?;
-                elbv2.modify_listener(listener, ListenerSpec { target_group: &target_group, certificate, ssl_policy }).await?
+                elbv2
+                    .modify_listener(listener, ListenerSpec { target_group: &target_group, certificate, ssl_policy })
+                    .await?
             }
             Action::NlbDeleteListener { listener } => elbv2.delete_listener(listener).await?,
             Action::NlbDeleteTargetGroup { target_group } => match elbv2.delete_target_group(target_group).await {
