@@ -446,7 +446,7 @@ async fn twenty_four_annotation_combinations_against_aws_state() -> Result<()> {
             Ok(has.then_some(svc))
         })
         .await
-        .with_context(|| ccm.log_tail())?;
+        .with_context(|| ccm.log_tail(40))?;
         let spec = svc.spec.clone().unwrap();
         let ctx = Ctx {
             node_port: spec.ports.unwrap()[0].node_port.unwrap(),
@@ -474,7 +474,7 @@ async fn twenty_four_annotation_combinations_against_aws_state() -> Result<()> {
         Ok((left == 0).then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     if !failures.is_empty() {
         bail!("{} of {} combinations wrong:\n{}", failures.len(), all.len(), failures.join("\n"));
     }

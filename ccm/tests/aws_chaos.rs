@@ -220,8 +220,7 @@ impl Soak {
                     .await;
             }
             Op::KillCcm => {
-                self.ccm.child.kill()?;
-                let _ = self.ccm.child.wait();
+                self.ccm.kill();
                 self.kills += 1;
                 tokio::time::sleep(Duration::from_millis(self.rng.u64(0..1500))).await;
                 self.restart_ccm()?;
@@ -238,7 +237,7 @@ impl Soak {
 
     /// Starts the CCM again if it exited on its own.
     fn supervise(&mut self) -> Result<()> {
-        if matches!(self.ccm.child.try_wait(), Ok(Some(_))) {
+        if !self.ccm.is_running() {
             self.exits += 1;
             self.restart_ccm()?;
         }
@@ -394,7 +393,7 @@ impl Soak {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > limit {
-                bail!("not converged after {limit:?}:\n  {}\nCCM log:\n{}", wrong.join("\n  "), self.ccm.log_tail());
+                bail!("not converged after {limit:?}:\n  {}\nCCM log:\n{}", wrong.join("\n  "), self.ccm.log_tail(40));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -480,7 +479,7 @@ async fn chaos_soak_leaks_nothing_and_leaves_the_brownfield_alone() -> Result<()
         Ok(soak.soak_services().await?.is_empty().then_some(()))
     })
     .await
-    .with_context(|| soak.ccm.log_tail())?;
+    .with_context(|| soak.ccm.log_tail(40))?;
     soak.cluster.assert_nothing_left().await?;
     eprintln!(
         "chaos soak figures: operations {ops} (done {:?}, nothing to act on {}, refused by the apiserver (a Service gone meanwhile, or the apiserver restarting) {}), \

@@ -57,7 +57,7 @@ impl Ground {
     }
 
     async fn hostname(&self, name: &str) -> Result<String> {
-        wait_hostname(&self.services(), name, WAIT).await.with_context(|| self.ccm.log_tail())
+        wait_hostname(&self.services(), name, WAIT).await.with_context(|| self.ccm.log_tail(40))
     }
 
     /// Deletes the Service, waits until the finalizer let it go, and checks that nothing of the
@@ -67,7 +67,7 @@ impl Ground {
         services.delete(name, &DeleteParams::default()).await?;
         eventually("the Service gone", WAIT, || async { Ok(services.get_opt(name).await?.is_none().then_some(())) })
             .await
-            .with_context(|| self.ccm.log_tail())?;
+            .with_context(|| self.ccm.log_tail(40))?;
         self.cluster.assert_nothing_left().await
     }
 
@@ -84,7 +84,7 @@ impl Ground {
             Ok(services.get_opt("fragile").await?.is_none().then_some(()))
         })
         .await
-        .with_context(|| self.ccm.log_tail())?;
+        .with_context(|| self.ccm.log_tail(40))?;
         Ok(())
     }
 }
@@ -165,7 +165,7 @@ async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()>
         Ok((ids == [g.vpc.instances[1].id.clone()]).then_some(()))
     })
     .await
-    .with_context(|| g.ccm.log_tail())?;
+    .with_context(|| g.ccm.log_tail(40))?;
 
     // Steady state: re-ensured every 3 s, without a single mutating call.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -302,7 +302,7 @@ async fn invalid_annotations_are_reported_together_and_change_nothing() -> Resul
         Ok((ids == [g.vpc.instances[1].id.clone()]).then_some(()))
     })
     .await
-    .with_context(|| g.ccm.log_tail())?;
+    .with_context(|| g.ccm.log_tail(40))?;
     let writes: Vec<String> = g.cluster.proxy.mutating_calls().iter().map(|c| c.action.clone()).collect();
     assert_eq!(writes, ["DeregisterInstancesFromLoadBalancer"], "a host update only");
     assert!(event_reasons(&g.client, "default", "good").await?.iter().any(|(_, r)| r == "UpdatedLoadBalancer"));
@@ -337,7 +337,7 @@ async fn changing_the_type_replaces_the_load_balancer_completely() -> Result<()>
         Ok(found.then_some(()))
     })
     .await
-    .with_context(|| g.ccm.log_tail())?;
+    .with_context(|| g.ccm.log_tail(40))?;
     let classic = g.cluster.direct.elb.describe_load_balancers().load_balancer_names(&lb_name).send().await;
     assert!(classic.is_err(), "the Classic ELB is gone");
     let groups = g.cluster.leftovers().await?.security_groups;
@@ -350,7 +350,7 @@ async fn changing_the_type_replaces_the_load_balancer_completely() -> Result<()>
         Ok(g.cluster.leftovers().await?.is_empty().then_some(()))
     })
     .await
-    .with_context(|| g.ccm.log_tail())?;
+    .with_context(|| g.ccm.log_tail(40))?;
     g.delete_and_check("flip").await
 }
 
@@ -484,7 +484,7 @@ async fn an_upstream_classic_elb_is_adopted_untouched() -> Result<()> {
         Ok(svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).and_then(|i| i.first()?.hostname.clone()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     let writes: Vec<String> =
         cluster.proxy.mutating_calls().iter().map(|c| format!("{}/{}", c.service, c.action)).collect();
     eprintln!("adoption: {:?}", cluster.proxy.summary());
@@ -560,7 +560,7 @@ async fn nlb_eips_managed_security_group_and_nodes_following() -> Result<()> {
         Ok((health.target_health_descriptions().len() == 3).then_some(()))
     })
     .await
-    .with_context(|| g.ccm.log_tail())?;
+    .with_context(|| g.ccm.log_tail(40))?;
 
     g.delete_and_check("static").await?;
     for eip in eips {
@@ -594,7 +594,7 @@ async fn periodic_re_ensures_batch_their_describes() -> Result<()> {
     }
     eventually("all deleted", WAIT, || async { Ok(g.cluster.leftovers().await?.is_empty().then_some(())) })
         .await
-        .with_context(|| g.ccm.log_tail())?;
+        .with_context(|| g.ccm.log_tail(40))?;
     Ok(())
 }
 
@@ -656,7 +656,7 @@ async fn a_loose_type_value_never_replaces_an_existing_load_balancer() -> Result
         Ok(list.items.iter().any(|e| e.message.as_deref().is_some_and(|m| m.contains("which is kept"))).then_some(()))
     })
     .await
-    .with_context(|| g.ccm.log_tail())?;
+    .with_context(|| g.ccm.log_tail(40))?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let writes = g.cluster.proxy.mutating_calls();
     assert!(writes.is_empty(), "the NLB was touched: {writes:?}");
@@ -716,7 +716,7 @@ async fn deletion_never_touches_the_users_groups_or_rules() -> Result<()> {
         Ok((services.get_opt("extra").await?.is_none() && services.get_opt("replace").await?.is_none()).then_some(()))
     })
     .await
-    .with_context(|| g.ccm.log_tail())?;
+    .with_context(|| g.ccm.log_tail(40))?;
     let still = g.cluster.direct.ec2.describe_security_groups().group_ids(&owned).group_ids(&plain).send().await?;
     assert_eq!(still.security_groups().len(), 2, "a user's group was deleted");
     assert_eq!(ingress_of(&g.cluster, &b.third_group).await?, third_before, "the third group's rules");
@@ -800,10 +800,10 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
     let holder =
         || async { Ok::<_, anyhow::Error>(leases.get_opt("cloud-controller-manager").await?.and_then(|l| l.spec)) };
 
-    let mut old = support::aws::start_candidate(&cluster, &config, cluster.proxy.endpoint(), &through, &flags)?;
+    let old = support::aws::start_candidate(&cluster, &config, cluster.proxy.endpoint(), &through, &flags)?;
     let old_identity = eventually("a leader", WAIT, || async { Ok(holder().await?.and_then(|s| s.holder_identity)) })
         .await
-        .with_context(|| old.log_tail())?;
+        .with_context(|| old.log_tail(40))?;
     wait_all_initialized(&client, &names, &old).await?;
     let new =
         support::aws::start_candidate(&cluster, &config, standby_aws.endpoint(), plane.kubeconfig_path(), &flags)?;
@@ -828,7 +828,7 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
         Ok((started == count && writing).then_some(()))
     })
     .await
-    .with_context(|| old.log_tail())?;
+    .with_context(|| old.log_tail(40))?;
 
     // Stall right after a load balancer's first writes began (CreateSecurityGroup or
     // CreateLoadBalancer just arrived): more writes of the same ensure follow a second later, so
@@ -842,7 +842,7 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
         Ok(fresh.then_some(()))
     })
     .await
-    .with_context(|| old.log_tail())?;
+    .with_context(|| old.log_tail(40))?;
     let stalled_at = SystemTime::now();
     relay.stall();
     let acquired = eventually("the standby holding the Lease", Duration::from_secs(60), || async {
@@ -852,7 +852,7 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
             .and_then(|s| s.acquire_time))
     })
     .await
-    .with_context(|| new.log_tail())?;
+    .with_context(|| new.log_tail(40))?;
     let acquired = SystemTime::from(acquired.0);
     // Give a late write from the old leader every chance to show before judging.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -872,11 +872,11 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
          last write → new leader's acquireTime {gap:?}"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while old.child.try_wait()?.is_none() {
-        assert!(std::time::Instant::now() < deadline, "the old leader did not exit:\n{}", old.log_tail());
+    while old.is_running() {
+        assert!(std::time::Instant::now() < deadline, "the old leader did not exit:\n{}", old.log_tail(40));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(std::fs::read_to_string(&old.log)?.contains("lost the leader Lease"), "{}", old.log_tail());
+    assert!(std::fs::read_to_string(&old.log)?.contains("lost the leader Lease"), "{}", old.log_tail(40));
 
     // The new leader finishes the load balancers, then removes them.
     cluster.proxy.clear_faults();
@@ -891,7 +891,7 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
                 .and_then(|i| i.first()?.hostname.clone()))
         })
         .await
-        .with_context(|| new.log_tail())?;
+        .with_context(|| new.log_tail(40))?;
         services.delete(&name, &DeleteParams::default()).await?;
     }
     eventually("every Service gone", WAIT, || async {
@@ -904,7 +904,7 @@ async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Resul
             .then_some(()))
     })
     .await
-    .with_context(|| new.log_tail())?;
+    .with_context(|| new.log_tail(40))?;
     drop(new);
     drop(relay);
     cluster.assert_nothing_left().await

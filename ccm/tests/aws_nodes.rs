@@ -76,7 +76,7 @@ async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
         Ok(ok.then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     let described = ec2.describe_instances().instance_ids(&vpc.instances[0].id).send().await?;
     let instance = &described.reservations()[0].instances()[0];
     assert_eq!(instance.source_dest_check(), Some(false), "source/dest check disabled for routing");
@@ -98,7 +98,7 @@ async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
         Ok(nodes.get_opt(&names[0]).await?.is_none().then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     eventually("shutdown taint", WAIT, || async {
         let node = get_node(&client, &names[2]).await?;
         let keys: Vec<String> =
@@ -112,7 +112,7 @@ async fn nodes_initialized_from_ec2_then_lifecycle_and_routes() -> Result<()> {
         Ok((!routes_to(table).iter().any(|(cidr, _)| cidr == "10.244.0.0/24")).then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
 
     // Tear down: Nodes go, their routes with them; the foreign routes and Nodes stay.
     support::clean_cluster_but_foreign_nodes(&client).await?;
@@ -141,7 +141,7 @@ async fn discovery_through_imds_on_a_cluster_instance() -> Result<()> {
     wait_all_initialized(&client, &names, &ccm).await?;
     assert!(imds.tokens_issued() >= 1, "IMDSv2: a session token first");
     assert!(imds.reads() >= 2, "region and instance ID from IMDS");
-    assert!(ccm.log_tail().contains(&cluster.id) || std::fs::read_to_string(&ccm.log)?.contains(&cluster.id));
+    assert!(ccm.log_tail(40).contains(&cluster.id) || std::fs::read_to_string(&ccm.log)?.contains(&cluster.id));
     support::clean_cluster_but_foreign_nodes(&client).await?;
     drop(ccm);
     cluster.assert_nothing_left().await
@@ -300,7 +300,7 @@ async fn service_override_signing_name_and_region() -> Result<()> {
         Ok((!calls.is_empty()).then_some(calls))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     let _ = names;
     for call in ec2 {
         let auth = call.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
@@ -372,7 +372,7 @@ async fn another_providers_nodes_are_left_alone() -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     eventually("the gone Node deleted", WAIT, || async { Ok(nodes.get_opt("gone").await?.is_none().then_some(())) })
         .await
-        .with_context(|| ccm.log_tail())?;
+        .with_context(|| ccm.log_tail(40))?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (name, _) in foreign {
         assert!(nodes.get_opt(name).await?.is_some(), "{name} was deleted");

@@ -68,7 +68,7 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
     let ccm = start(&cluster, &config, None, &flags)?;
     wait_all_initialized(&client, &names, &ccm).await?;
     for name in ["web", "fast"] {
-        wait_hostname(&services, name, WAIT).await.with_context(|| ccm.log_tail())?;
+        wait_hostname(&services, name, WAIT).await.with_context(|| ccm.log_tail(40))?;
     }
     drop(ccm);
 
@@ -123,7 +123,7 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
         Ok((p.code == 0).then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut made: Vec<String> =
         cluster.proxy.mutating_calls().iter().map(|c| format!("aws/{}.{}", c.service, c.action)).collect();
@@ -146,6 +146,6 @@ async fn plan_reads_only_and_the_controller_then_does_exactly_the_plan() -> Resu
         Ok((services.get_opt("web").await?.is_none() && services.get_opt("fast").await?.is_none()).then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     cluster.assert_nothing_left().await
 }

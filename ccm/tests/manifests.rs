@@ -112,7 +112,7 @@ async fn the_ccm_does_its_job_with_exactly_the_base_rbac() -> Result<()> {
     let cloud_config = dir.join("fake.conf");
     std::fs::write(&cloud_config, "[Global]\nMissingInstances = rbac-gone\n")?;
 
-    let ccm = support::CcmProcess::start(
+    let ccm = support::start_ccm(
         &[
             "--cloud-provider=fake".to_string(),
             format!("--kubeconfig={}", kubeconfig.display()),
@@ -149,7 +149,7 @@ async fn the_ccm_does_its_job_with_exactly_the_base_rbac() -> Result<()> {
         Ok(leases.get_opt("cloud-controller-manager").await?.and_then(|l| l.spec?.holder_identity))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     eventually("node initialized and routed", wait, || async {
         let node = nodes.get("rbac-n1").await?;
         let initialized = node.spec.as_ref().and_then(|s| s.provider_id.clone()).is_some();
@@ -162,26 +162,26 @@ async fn the_ccm_does_its_job_with_exactly_the_base_rbac() -> Result<()> {
         Ok((initialized && routed).then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     eventually("the vanished node deleted", wait, || async {
         Ok(nodes.get_opt("rbac-gone").await?.is_none().then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     eventually("the Service's load balancer", wait, || async {
         let svc = services.get("rbac-lb").await?;
         Ok(svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).filter(|i| !i.is_empty()).map(|_| ()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     services.delete("rbac-lb", &DeleteParams::default()).await?;
     eventually("the finalizer released", wait, || async {
         Ok(services.get_opt("rbac-lb").await?.is_none().then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())?;
+    .with_context(|| ccm.log_tail(40))?;
     let log = std::fs::read_to_string(&ccm.log)?;
-    assert!(!log.contains("forbidden"), "the CCM met a permission it lacks:\n{}", ccm.log_tail());
+    assert!(!log.contains("forbidden"), "the CCM met a permission it lacks:\n{}", ccm.log_tail(40));
     nodes.delete("rbac-n1", &DeleteParams::default()).await?;
     Ok(())
 }

@@ -100,24 +100,10 @@ impl CcmLaunch {
         }
         let port = crate::aws_emulator::free_port()?;
         let name = format!("ccm-{}-{}-{port}", self.flavor.label(), self.cluster_name);
-        let dir = paths::log_dir();
-        let config_path = dir.join(format!("{name}.conf"));
+        let config_path = paths::log_dir().join(format!("{name}.conf"));
         std::fs::write(&config_path, &self.cloud_config)
             .with_context(|| format!("writing {}", config_path.display()))?;
-        // The supervisor: start the CCM, say READY, wait for stdin to close, stop the CCM.
-        let script = r#""$@" & pid=$!; echo "READY $pid"; cat >/dev/null; kill -TERM $pid 2>/dev/null; for _ in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL $pid 2>/dev/null; wait $pid"#;
-        let mut command = Command::new("sh");
-        command.arg("-c").arg(script).arg("sh").arg(&binary).args(self.args(port, &config_path));
-        command
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("RUST_LOG", "info,cloud_controller_manager=debug,cloud_provider_aws=debug")
-            .env("NO_COLOR", "1")
-            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let process = ChildProcess::spawn(&name, command, &dir, Duration::from_secs(10))?;
-        let log = dir.join(format!("{name}-{}.log", std::process::id()));
-        Ok(CcmProcess { flavor: self.flavor.clone(), port, log, process })
+        CcmProcess::supervise(self.flavor.clone(), &binary, &name, port, &self.args(port, &config_path), &self.envs)
     }
 }
 
@@ -170,6 +156,63 @@ impl CcmLaunch {
 }
 
 impl CcmProcess {
+    /// Starts our `binary` with exactly `args` and `envs` (plus serving on a free local port
+    /// and dummy AWS credentials), for tests that build the whole command line themselves.
+    pub fn start_ours(binary: &Path, args: &[String], envs: &[(String, String)]) -> Result<Self> {
+        let port = crate::aws_emulator::free_port()?;
+        let mut args = args.to_vec();
+        args.extend(["--bind-address=127.0.0.1".to_string(), format!("--secure-port={port}")]);
+        let flavor = CcmFlavor::Ours(binary.to_path_buf());
+        Self::supervise(flavor, binary, &format!("ccm-ours-{port}"), port, &args, envs)
+    }
+
+    /// Runs `binary args` under the supervisor, its log in the log directory.
+    fn supervise(
+        flavor: CcmFlavor,
+        binary: &Path,
+        name: &str,
+        port: u16,
+        args: &[String],
+        envs: &[(String, String)],
+    ) -> Result<Self> {
+        // The supervisor: start the CCM, say READY, wait for stdin to close, stop the CCM.
+        let script = r#""$@" & pid=$!; echo "READY $pid"; cat >/dev/null; kill -TERM $pid 2>/dev/null; for _ in $(seq 50); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL $pid 2>/dev/null; wait $pid"#;
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(script).arg("sh").arg(binary).args(args);
+        command
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_LOG", "info,cloud_controller_manager=debug,cloud_provider_aws=debug")
+            .env("NO_COLOR", "1")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let dir = paths::log_dir();
+        let process = ChildProcess::spawn(name, command, &dir, Duration::from_secs(10))?;
+        let log = dir.join(format!("{name}-{}.log", std::process::id()));
+        Ok(CcmProcess { flavor, port, log, process })
+    }
+
+    /// `GET /metrics` on its serving port.
+    pub fn metrics(&self) -> Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    /// SIGKILL to the CCM (a crash, not a shutdown), and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", self.process.ready_value()]).status();
+        for _ in 0..100 {
+            if !self.is_running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The last `n` lines of its log, for failure messages.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -182,10 +225,12 @@ impl CcmProcess {
         )
     }
 
-    /// Whether the CCM itself (not its supervisor) is still running.
+    /// Whether the CCM itself (not its supervisor) is still running: a process that exited
+    /// but is not reaped yet (a zombie) is not.
     pub fn is_running(&self) -> bool {
-        let pid = self.process.ready_value();
-        Command::new("kill").args(["-0", pid]).status().is_ok_and(|s| s.success())
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.ready_value())).unwrap_or_default();
+        // `pid (comm) state …`: the state follows the last `)`.
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
     }
 
     /// Stops it (SIGTERM, then SIGKILL after 5 s) and waits.

@@ -66,7 +66,7 @@ fn launch(
     extra: &[&str],
 ) -> Result<CcmProcess> {
     let (args, envs) = command_line(cluster, cloud_config, endpoint, imds, kubeconfig, leader_elect, extra)?;
-    CcmProcess::start(&args, &envs)
+    super::start_ccm(&args, &envs)
 }
 
 /// What `cloud-controller-manager plan` printed, and its exit code.
@@ -154,7 +154,7 @@ pub async fn wait_all_initialized(client: &kube::Client, names: &[String], ccm: 
         Ok((pending == 0).then_some(()))
     })
     .await
-    .with_context(|| ccm.log_tail())
+    .with_context(|| ccm.log_tail(40))
 }
 
 /// Registers a Node for each instance, as kubelets would, and the cluster's foreign Nodes (see

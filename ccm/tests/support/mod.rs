@@ -30,61 +30,13 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// The real binary, started with `args` and `envs`, its log in the temp dir; killed on drop.
-pub struct CcmProcess {
-    pub child: std::process::Child,
-    pub port: u16,
-    pub log: std::path::PathBuf,
-}
+pub use ccm_e2e::CcmProcess;
 
-impl CcmProcess {
-    pub fn start(args: &[String], envs: &[(&str, String)]) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = std::env::temp_dir().join(format!("ccm-test-{port}.log"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-controller-manager"))
-            .args(args)
-            .args(["--bind-address=127.0.0.1".to_string(), format!("--secure-port={port}")])
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "info,cloud_controller_manager=debug,cloud_provider_aws=debug")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting cloud-controller-manager")?;
-        Ok(Self { child, port, log })
-    }
-
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    pub fn metrics(&self) -> Result<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out)?;
-        Ok(out)
-    }
-}
-
-impl Drop for CcmProcess {
-    fn drop(&mut self) {
-        // Already gone (killed, or exited on its own): its PID may be someone else's by now.
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real binary, started with `args` and `envs` under the e2e crate's supervisor (it never
+/// outlives the test), its log in the e2e log directory; stopped on drop.
+pub fn start_ccm(args: &[String], envs: &[(&str, String)]) -> Result<CcmProcess> {
+    let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    CcmProcess::start_ours(std::path::Path::new(env!("CARGO_BIN_EXE_cloud-controller-manager")), args, &envs)
 }
 
 pub struct Ccm {
