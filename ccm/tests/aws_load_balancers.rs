@@ -6,88 +6,15 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ccm_e2e::{FaultRule, SeedOptions, SeededVpc, Service as AwsService, TestCluster};
+use ccm_e2e::{FaultRule, SeedOptions, Service as AwsService, TestCluster};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use support::aws::{WAIT, off_aws_config, register, start, wait_all_initialized};
-use support::services::{lb_name, lb_service as service, wait_hostname};
-use support::{CcmProcess, event_reasons, eventually};
+use support::ground::{Ground, ground, ground_prepared};
+use support::services::{lb_name, lb_service as service};
+use support::{event_reasons, eventually};
 
 const NLB: (&str, &str) = ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb");
-
-struct Ground {
-    cluster: TestCluster,
-    vpc: SeededVpc,
-    client: kube::Client,
-    ccm: CcmProcess,
-    _serial: tokio::sync::MutexGuard<'static, ()>,
-}
-
-async fn ground(name: &str, instances: usize, extra_config: &str) -> Result<Ground> {
-    let extra = extra_config.to_string();
-    ground_prepared(name, instances, move |_, _| Box::pin(async move { Ok(extra) })).await
-}
-
-type Prepared<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>> + 'a>>;
-
-/// As [`ground`], with `prepare` run on the seeded VPC before the CCM starts; it returns the
-/// cloud-config lines to add (for groups the config names, say).
-async fn ground_prepared(
-    name: &str,
-    instances: usize,
-    prepare: impl for<'a> FnOnce(&'a TestCluster, &'a SeededVpc) -> Prepared<'a>,
-) -> Result<Ground> {
-    let serial = support::serial().await;
-    let cluster = TestCluster::new(name).await?;
-    let client = cluster.kube().await?;
-    support::clean_cluster(&client).await?;
-    let vpc = cluster.seed(SeedOptions::default().with_instances(instances)).await?;
-    let names = register(&cluster, &client, &vpc).await?;
-    let extra_config = prepare(&cluster, &vpc).await?;
-    let config = format!("{}{extra_config}", off_aws_config(&cluster, &vpc));
-    let ccm =
-        start(&cluster, &config, None, &["--controllers=service,cloud-node", "--load-balancer-resync-period=3s"])?;
-    wait_all_initialized(&client, &names, &ccm).await?;
-    Ok(Ground { cluster, vpc, client, ccm, _serial: serial })
-}
-
-impl Ground {
-    fn services(&self) -> Api<Service> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    async fn hostname(&self, name: &str) -> Result<String> {
-        wait_hostname(&self.services(), name, WAIT).await.with_context(|| self.ccm.log_tail(40))
-    }
-
-    /// Deletes the Service, waits until the finalizer let it go, and checks that nothing of the
-    /// cluster's is left in AWS.
-    async fn delete_and_check(&self, name: &str) -> Result<()> {
-        let services = self.services();
-        services.delete(name, &DeleteParams::default()).await?;
-        eventually("the Service gone", WAIT, || async { Ok(services.get_opt(name).await?.is_none().then_some(())) })
-            .await
-            .with_context(|| self.ccm.log_tail(40))?;
-        self.cluster.assert_nothing_left().await
-    }
-
-    /// Deletes "fragile" and runs `meanwhile` while the deletion is under way.
-    async fn delete_and_check_with<F, Fut>(&self, meanwhile: F) -> Result<()>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<()>>,
-    {
-        let services = self.services();
-        services.delete("fragile", &DeleteParams::default()).await?;
-        meanwhile().await?;
-        eventually("the Service gone", WAIT, || async {
-            Ok(services.get_opt("fragile").await?.is_none().then_some(()))
-        })
-        .await
-        .with_context(|| self.ccm.log_tail(40))?;
-        Ok(())
-    }
-}
 
 /// The AWS call budget of one operation (the numbers are in docs/load-balancers.md).
 fn assert_budget(what: &str, g: &Ground, total: usize, mutating: usize) {

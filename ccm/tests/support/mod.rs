@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod ground;
 pub mod services;
 
 use std::future::Future;
@@ -154,6 +155,21 @@ pub async fn event_reasons(client: &kube::Client, namespace: &str, name: &str) -
     let mut items: Vec<_> = list.items;
     items.sort_by_key(|e| e.event_time.clone().map(|t| t.0).or(e.metadata.creation_timestamp.clone().map(|t| t.0)));
     Ok(items.into_iter().map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default())).collect())
+}
+
+/// Events recorded for the object `name`: (type, reason, message, count), oldest first.
+pub async fn events(client: &kube::Client, namespace: &str, name: &str) -> Result<Vec<(String, String, String, i32)>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await?;
+    let mut items: Vec<_> = list.items;
+    items.sort_by_key(|e| e.event_time.clone().map(|t| t.0).or(e.metadata.creation_timestamp.clone().map(|t| t.0)));
+    Ok(items
+        .into_iter()
+        .map(|e| {
+            let count = e.count.unwrap_or(1).max(e.series.as_ref().and_then(|s| s.count).unwrap_or(0));
+            (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.message.unwrap_or_default(), count)
+        })
+        .collect())
 }
 
 pub async fn has_event(client: &kube::Client, namespace: &str, name: &str, reason: &str) -> Result<bool> {

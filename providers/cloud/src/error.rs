@@ -50,6 +50,12 @@ impl CloudError {
         Self::Failed { op, message: message.into(), retry: Retry::After(delay), kind: "pending" }
     }
 
+    /// Over an AWS quota (rules per security group, ...): nothing was changed, and the same
+    /// input cannot succeed until something else frees room; looked at again after `delay`.
+    pub fn over_quota(op: &'static str, message: impl Into<String>, delay: Duration) -> Self {
+        Self::Failed { op, message: message.into(), retry: Retry::After(delay), kind: "quota_exceeded" }
+    }
+
     pub fn retry(&self) -> Retry {
         match self {
             Self::ImplementedElsewhere => Retry::Never,

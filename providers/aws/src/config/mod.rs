@@ -54,7 +54,14 @@ pub struct Global {
     pub shared_health_probe_path: String,
     pub supported_topology_instance_type_pattern: Option<String>,
     pub nlb_security_group_managed: bool,
+    /// Inbound rules AWS allows per security group (its "Inbound or outbound rules per security
+    /// group" quota): a load balancer that would take a group past it fails before any write.
+    /// Not an upstream key (upstream ignores unknown keys, so a file with it still works there).
+    pub security_group_rule_quota: u32,
 }
+
+/// AWS's default "Inbound or outbound rules per security group" quota.
+pub const DEFAULT_RULE_QUOTA: u32 = 60;
 
 impl Default for Global {
     fn default() -> Self {
@@ -76,6 +83,7 @@ impl Default for Global {
             shared_health_probe_path: "/healthz".into(),
             supported_topology_instance_type_pattern: None,
             nlb_security_group_managed: false,
+            security_group_rule_quota: DEFAULT_RULE_QUOTA,
         }
     }
 }
@@ -246,6 +254,11 @@ fn parse_global(config: &mut CloudConfig, entry: &gcfg::Entry, families_set: &mu
             "Managed" => g.nlb_security_group_managed = true,
             _ => errors.push(format!("line {line}: NLBSecurityGroupMode: {value:?} is not empty or Managed")),
         },
+        // AWS allows at most 1,000 rules per network interface over all its groups.
+        "securitygrouprulequota" => match value.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => g.security_group_rule_quota = n,
+            _ => errors.push(format!("line {line}: {}: {value:?} is not a whole number from 1 to 1000", entry.key)),
+        },
         _ => match RETIRED_GLOBAL_KEYS.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)) {
             Some((name, why)) => {
                 config.warnings.push(format!("line {line}: [Global] {name} is accepted but ignored: {why}"))
@@ -376,6 +389,11 @@ SigningRegion = us-west-2
         let c = CloudConfig::parse("[Global]\n").unwrap();
         assert_eq!(c.global.node_ip_families, [IpFamily::V4]);
         assert_eq!(c.global.shared_health_probe_path, "/healthz");
+        assert_eq!(c.global.security_group_rule_quota, 60);
+        assert_eq!(
+            CloudConfig::parse("[Global]\nSecurityGroupRuleQuota = 200\n").unwrap().global.security_group_rule_quota,
+            200
+        );
         assert_eq!(c.region(), None);
         assert!(!c.off_aws());
         assert_eq!(CloudConfig::parse("").unwrap(), CloudConfig::default());
@@ -385,7 +403,8 @@ SigningRegion = us-west-2
     fn every_problem_at_once_with_lines() {
         let text = "[Global]\nZone = us-east-1a\nDisableSecurityGroupIngress = maybe\nColour = blue\n\
                     NodeIPFamilies = ipv5\nKubernetesClusterID = a\nKubernetesClusterTag = b\n\
-                    [ServiceOverride \"x\"]\nService = ec2\nURL = not a url\n[Other]\n";
+                    [ServiceOverride \"x\"]\nService = ec2\nURL = not a url\n[Other]\n\
+                    [Global]\nSecurityGroupRuleQuota = 0\n";
         let err = CloudConfig::parse(text).unwrap_err();
         let all = err.to_string();
         for needle in [
@@ -398,6 +417,7 @@ SigningRegion = us-west-2
             "is not a URL",
             "SigningRegion is required",
             "line 11: unknown section [Other]",
+            "line 13: SecurityGroupRuleQuota: \"0\" is not a whole number from 1 to 1000",
         ] {
             assert!(all.contains(needle), "{needle:?} missing in:\n{all}");
         }

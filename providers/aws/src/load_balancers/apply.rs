@@ -64,6 +64,23 @@ fn permissions(rules: &[Rule]) -> Vec<aws_sdk_ec2::types::IpPermission> {
     rules.iter().map(Rule::to_permission).collect()
 }
 
+/// AWS's answer for a group at its rule quota, said the way the planner's own check says it (a
+/// concurrent sync filled the group after this one counted).
+fn over_quota(err: crate::errors::AwsError, group: &str) -> CloudError {
+    if !err.has_code("RulesPerSecurityGroupLimitExceeded") {
+        return err.into();
+    }
+    CloudError::over_quota(
+        "aws/lb.rule_quota",
+        format!(
+            "security group {group} is at its inbound-rule quota (AWS answered RulesPerSecurityGroupLimitExceeded). \
+             Ways out: remove rules or load balancers that use the group; raise the AWS quota and set \
+             [Global] SecurityGroupRuleQuota to it; or set DisableSecurityGroupIngress = true and open the node ports yourself"
+        ),
+        super::security_groups::QUOTA_RETRY,
+    )
+}
+
 impl AwsLoadBalancers {
     /// Executes `plan` in order; the first failure stops it.
     pub(crate) async fn apply(&self, plan: &[Change]) -> Result<Applied, CloudError> {
@@ -102,14 +119,15 @@ impl AwsLoadBalancers {
             }
             Action::TagSecurityGroup { group, tags } => self.ec2.create_tags(group, tags).await?,
             Action::AuthorizeIngress { group, rules } => {
-                self.ec2.authorize_ingress(&applied.group(group)?, permissions(rules)).await?
+                let group = applied.group(group)?;
+                self.ec2.authorize_ingress(&group, permissions(rules)).await.map_err(|e| over_quota(e, &group))?
             }
             Action::RevokeIngress { group, rules } => {
                 self.ec2.revoke_ingress(&applied.group(group)?, permissions(rules)).await?
             }
             Action::AdmitGroup { group, from } => {
                 let rule = Rule::all_from_group(&applied.group(from)?);
-                self.ec2.authorize_ingress(group, vec![rule.to_permission()]).await?
+                self.ec2.authorize_ingress(group, vec![rule.to_permission()]).await.map_err(|e| over_quota(e, group))?
             }
             Action::DeleteSecurityGroup { group } => self.delete_group(group).await?,
             other => unreachable!("{other:?} is not an EC2 action"),

@@ -40,7 +40,7 @@ use service_config::{Kind, LbConfig, Parsed};
 pub const SERVICE_NAME_TAG: &str = "kubernetes.io/service-name";
 
 /// Cloud-config settings the load balancers follow.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub disable_security_group_ingress: bool,
     pub elb_security_group: Option<String>,
@@ -48,6 +48,22 @@ pub struct Settings {
     pub shared_probe_port: u16,
     pub shared_probe_path: String,
     pub nlb_security_groups_managed: bool,
+    /// Inbound rules a security group may hold (`SecurityGroupRuleQuota`).
+    pub rule_quota: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            disable_security_group_ingress: false,
+            elb_security_group: None,
+            shared_health_probe: false,
+            shared_probe_port: 10256,
+            shared_probe_path: "/healthz".into(),
+            nlb_security_groups_managed: false,
+            rule_quota: crate::config::DEFAULT_RULE_QUOTA as usize,
+        }
+    }
 }
 
 pub struct AwsLoadBalancers {

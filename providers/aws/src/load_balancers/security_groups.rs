@@ -104,6 +104,72 @@ pub fn ingress(group: &SecurityGroup) -> Vec<Rule> {
     out
 }
 
+/// The inbound rules AWS counts against a group's quota: every source of every permission
+/// (IPv4 and IPv6 ranges, prefix lists, groups).
+pub fn rule_count(group: &SecurityGroup) -> usize {
+    group
+        .ip_permissions()
+        .iter()
+        .map(|p| {
+            p.ip_ranges().len() + p.ipv6_ranges().len() + p.prefix_list_ids().len() + p.user_id_group_pairs().len()
+        })
+        .sum()
+}
+
+/// How long a load balancer that would overflow a group waits before looking again (rules
+/// freed by other Services let it through; nothing is retried before).
+pub const QUOTA_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Refuses a plan that would take any group past `quota` inbound rules, before any write: the
+/// Service fails alone, with the counts and the ways out, instead of failing halfway (a load
+/// balancer without its node rules) and retrying for ever. `groups` are the groups the plan
+/// may write to as observed; a group the plan creates starts empty.
+pub(crate) fn check_rule_quota<'a>(
+    plan: &[Change],
+    groups: impl IntoIterator<Item = &'a SecurityGroup>,
+    quota: usize,
+    nlb: bool,
+) -> Result<(), CloudError> {
+    let current: HashMap<&str, usize> =
+        groups.into_iter().filter_map(|g| Some((g.group_id()?, rule_count(g)))).collect();
+    // Per group: (rules added, rules revoked).
+    let mut delta: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for change in plan {
+        let (group, added, revoked) = match &change.action {
+            Action::AuthorizeIngress { group, rules } => (group.to_string(), rules.len(), 0),
+            Action::AdmitGroup { group, .. } => (group.clone(), 1, 0),
+            Action::RevokeIngress { group, rules } => (group.to_string(), 0, rules.len()),
+            _ => continue,
+        };
+        let entry = delta.entry(group).or_default();
+        entry.0 += added;
+        entry.1 += revoked;
+    }
+    for (group, (added, revoked)) in delta {
+        let has = current.get(group.as_str()).copied().unwrap_or(0);
+        if added > 0 && (has + added).saturating_sub(revoked) > quota {
+            let mut ways = vec![
+                "remove rules or load balancers that use the group",
+                "raise the AWS quota \"Inbound or outbound rules per security group\" and set [Global] SecurityGroupRuleQuota to it",
+            ];
+            if nlb {
+                ways.push("use fewer source ranges or ports (an NLB adds a rule per nodePort and source range, and health rules per subnet)");
+            }
+            ways.push("or set DisableSecurityGroupIngress = true and open the node ports yourself");
+            return Err(CloudError::over_quota(
+                "aws/lb.rule_quota",
+                format!(
+                    "security group {group} has {has} inbound rules and this load balancer needs {added} more{}, over the group's quota of {quota}; nothing was changed. Ways out: {}",
+                    if revoked > 0 { format!(" ({revoked} of its own go)") } else { String::new() },
+                    ways.join("; ")
+                ),
+                QUOTA_RETRY,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A load balancer's own security group, as planned.
 pub(crate) struct OwnGroup<'a> {
     /// The group of that name in the VPC, if any.

@@ -170,6 +170,8 @@ pub(crate) fn ensure(d: &Desired, o: &Observed) -> Result<Vec<Change>, CloudErro
     }
     let exclusive = cfg.security_groups.is_empty() && d.settings.elb_security_group.is_none();
     targets(&name, groups.first(), exclusive, d, o, &mut plan);
+    let observed = o.node_groups.iter().chain(&o.own_group).chain(&o.referencing);
+    security_groups::check_rule_quota(&plan, observed, d.settings.rule_quota, false)?;
     Ok(plan)
 }
 

@@ -505,3 +505,32 @@ fn listeners_follow_upstreams_protocol_table() {
     // https backend without a certificate: plain TCP, as upstream.
     assert_eq!(protocols(&listener_config(&[(BACKEND, "https")])), [tcp.clone(), tcp]);
 }
+
+#[test]
+fn a_node_group_without_room_fails_the_service_before_anything_is_made() {
+    let cluster = cluster();
+    let settings = Settings::default();
+    let cfg = config(&service(&[]));
+    let full = |n: usize| {
+        let mut o = empty();
+        let rules: Vec<Rule> =
+            (0..n).map(|i| Rule::tcp(1000 + i as u16, Source::Cidr(format!("192.0.2.{i}/32")))).collect();
+        o.node_groups[0].ip_permissions = Some(rules.iter().map(Rule::to_permission).collect());
+        o
+    };
+    // A Classic ELB needs one rule on the Nodes' group: "all from its own group".
+    assert!(plan::ensure(&desired(&cfg, &settings, &cluster), &full(59)).is_ok());
+    let err = plan::ensure(&desired(&cfg, &settings, &cluster), &full(60)).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("{NODE_GROUP} has 60 inbound rules and this load balancer needs 1 more")),
+        "{err}"
+    );
+    // Its own group counts too: per source range, a rule per port and the MTU rule (21 × 3).
+    let ranges: Vec<String> = (0..21).map(|i| format!("10.{i}.0.0/16")).collect();
+    let wide = config(&service(&[(crate::load_balancers::annotations::SOURCE_RANGES, ranges.join(",").as_str())]));
+    let err = plan::ensure(&desired(&wide, &settings, &cluster), &empty()).unwrap_err();
+    assert!(
+        err.to_string().contains("(new k8s-elb-au) has 0 inbound rules and this load balancer needs 63 more"),
+        "{err}"
+    );
+}

@@ -160,6 +160,8 @@ pub(crate) fn ensure(d: &Desired, o: &Observed) -> Result<Vec<Change>, CloudErro
     if !d.settings.disable_security_group_ingress {
         node_rules(d, o, &name, &mut plan);
     }
+    let observed = o.node_groups.iter().chain(&o.cluster_groups).chain(&o.own_group);
+    security_groups::check_rule_quota(&plan, observed, d.settings.rule_quota, true)?;
     Ok(plan)
 }
 

@@ -367,3 +367,40 @@ fn eips_must_match_the_subnets_before_anything_is_made() {
     let err = plan::ensure(&desired(&cfg, &settings, &cluster), &empty()).unwrap_err();
     assert!(err.to_string().contains("1 given for 2 subnets"), "{err}");
 }
+
+/// Filler rules another tool wrote on the Nodes' group (port 1000 + i from one address each).
+fn filler(n: usize) -> impl Fn(&mut Vec<Rule>) {
+    move |rules: &mut Vec<Rule>| {
+        rules.extend((0..n).map(|i| Rule::tcp(1000 + i as u16, Source::Cidr(format!("192.0.2.{i}/32")))))
+    }
+}
+
+#[test]
+fn a_node_group_without_room_fails_the_service_before_anything_is_made() {
+    let cluster = cluster();
+    let settings = Settings::default();
+    let cfg = config(&service(&[], false));
+    // The NLB needs 3 rules on the Nodes' group: two client ports and the MTU rule.
+    let mut o = empty();
+    with_rules(&mut o, NODE_GROUP, filler(57));
+    let plan = plan::ensure(&desired(&cfg, &settings, &cluster), &o).expect("57 + 3 fits in 60");
+    assert_eq!(plan.len(), 8);
+    let mut o = empty();
+    with_rules(&mut o, NODE_GROUP, filler(58));
+    let err = plan::ensure(&desired(&cfg, &settings, &cluster), &o).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("{NODE_GROUP} has 58 inbound rules and this load balancer needs 3 more")),
+        "{message}"
+    );
+    assert!(message.contains("quota of 60") && message.contains("SecurityGroupRuleQuota"), "{message}");
+    assert_eq!(err.retry(), cloud_provider::Retry::After(crate::load_balancers::security_groups::QUOTA_RETRY));
+    // A raised quota, configured, lets it through.
+    let raised = Settings { rule_quota: 100, ..Default::default() };
+    assert!(plan::ensure(&desired(&cfg, &raised, &cluster), &o).is_ok());
+    // Rules this NLB already has do not count again: a settled NLB on a full group plans nothing.
+    let settled = simulate(empty(), &plan);
+    let mut full = settled.clone();
+    with_rules(&mut full, NODE_GROUP, filler(57));
+    assert_eq!(plan::ensure(&desired(&cfg, &settings, &cluster), &full).unwrap(), []);
+}

@@ -1,0 +1,95 @@
+//! The security-group rule quota (60 inbound rules per group by default, which moto enforces as
+//! AWS does): a load balancer that would overflow the Nodes' group fails alone, before any
+//! write, with one Warning naming the counts and the ways out; other Services go on; once room
+//! is made, it goes through.
+
+mod support;
+
+use anyhow::{Context, Result};
+use aws_sdk_ec2::types::{IpPermission, IpRange};
+use ccm_e2e::Service as AwsService;
+use kube::api::{Patch, PatchParams, PostParams};
+use support::aws::WAIT;
+use support::ground::{Ground, ground};
+use support::services::lb_service as service;
+use support::{events, eventually};
+
+const NLB: (&str, &str) = ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb");
+
+/// Filler rules another tool wrote: TCP 1000 + i from 192.0.2.i/32.
+fn filler(range: std::ops::Range<usize>) -> Vec<IpPermission> {
+    range
+        .map(|i| {
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(1000 + i as i32)
+                .to_port(1000 + i as i32)
+                .ip_ranges(IpRange::builder().cidr_ip(format!("192.0.2.{i}/32")).build())
+                .build()
+        })
+        .collect()
+}
+
+async fn rule_count(g: &Ground) -> Result<usize> {
+    let out = g.cluster.direct.ec2.describe_security_groups().group_ids(&g.vpc.node_security_group_id).send().await?;
+    let group = out.security_groups().first().context("the node group")?;
+    Ok(group.ip_permissions().iter().map(|p| p.ip_ranges().len() + p.user_id_group_pairs().len()).sum())
+}
+
+#[tokio::test]
+async fn a_load_balancer_that_would_overflow_the_node_group_fails_alone_until_there_is_room() -> Result<()> {
+    let g = ground("quota", 2, "").await?;
+    let ec2 = &g.cluster.direct.ec2;
+    let node_group = g.vpc.node_security_group_id.clone();
+    // Fill the Nodes' group to 59 of its 60 rules.
+    let before = rule_count(&g).await?;
+    let fill = 59 - before;
+    ec2.authorize_security_group_ingress()
+        .group_id(&node_group)
+        .set_ip_permissions(Some(filler(0..fill)))
+        .send()
+        .await?;
+    assert_eq!(rule_count(&g).await?, 59);
+    g.cluster.proxy.reset_calls();
+
+    // An NLB with two ports needs three rules there (two client ports and the MTU rule).
+    let services = g.services();
+    services.create(&PostParams::default(), &service("big", &[NLB], &[(80, "TCP"), (443, "TCP")])).await?;
+    let expected = format!("{node_group} has 59 inbound rules and this load balancer needs 3 more");
+    let warning = eventually("the quota Warning", WAIT, || async {
+        let found = events(&g.client, "default", "big").await?;
+        Ok(found.into_iter().find(|(kind, reason, message, _)| {
+            kind == "Warning" && reason == "SyncLoadBalancerFailed" && message.contains(&expected)
+        }))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail(40))?;
+    for way in ["SecurityGroupRuleQuota", "DisableSecurityGroupIngress", "nothing was changed"] {
+        assert!(warning.2.contains(way), "the Warning should say {way:?}: {}", warning.2);
+    }
+    let writes = g.cluster.proxy.mutating_calls();
+    assert!(writes.is_empty(), "nothing may be written for a load balancer that cannot fit: {writes:?}");
+
+    // Another Service goes on: a Classic ELB needs one rule, and there is room for one.
+    services.create(&PostParams::default(), &service("small", &[], &[(80, "TCP")])).await?;
+    g.hostname("small").await?;
+    assert_eq!(rule_count(&g).await?, 60);
+    let elbv2_writes = g.cluster.proxy.mutating_calls().into_iter().filter(|c| c.service == AwsService::Elbv2).count();
+    assert_eq!(elbv2_writes, 0, "the NLB was not started meanwhile");
+    let warnings: Vec<_> =
+        events(&g.client, "default", "big").await?.into_iter().filter(|e| e.0 == "Warning").collect();
+    assert_eq!(warnings.len(), 1, "one Warning, not one per retry: {warnings:?}");
+
+    // Room made (the Classic ELB and ten filler rules go), then the Service edited: it goes through.
+    g.delete_service("small").await?;
+    ec2.revoke_security_group_ingress().group_id(&node_group).set_ip_permissions(Some(filler(0..10))).send().await?;
+    let touch = serde_json::json!({"metadata": {"annotations": {"example.com/touched": "1"}}});
+    services.patch("big", &PatchParams::default(), &Patch::Merge(&touch)).await?;
+    g.hostname("big").await?;
+    assert_eq!(rule_count(&g).await?, 49 + 3);
+
+    g.delete_service("big").await?;
+    ec2.revoke_security_group_ingress().group_id(&node_group).set_ip_permissions(Some(filler(10..fill))).send().await?;
+    assert_eq!(rule_count(&g).await?, before);
+    g.cluster.assert_nothing_left().await
+}
