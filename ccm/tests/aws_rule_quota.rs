@@ -93,3 +93,52 @@ async fn a_load_balancer_that_would_overflow_the_node_group_fails_alone_until_th
     assert_eq!(rule_count(&g).await?, before);
     g.cluster.assert_nothing_left().await
 }
+
+/// `NLBBackendSecurityGroup`: every managed NLB also carries the cluster's backend group, and
+/// the Nodes' group admits that group once, so a group with one rule free takes any number of
+/// NLBs; the last NLB's deletion removes the rule and the group.
+#[tokio::test]
+async fn with_the_shared_backend_group_a_nearly_full_node_group_takes_many_nlbs() -> Result<()> {
+    let g = ground("backend", 2, "NLBSecurityGroupMode = Managed\nNLBBackendSecurityGroup = true\n").await?;
+    let ec2 = &g.cluster.direct.ec2;
+    let node_group = g.vpc.node_security_group_id.clone();
+    let before = rule_count(&g).await?;
+    let fill = 59 - before;
+    ec2.authorize_security_group_ingress()
+        .group_id(&node_group)
+        .set_ip_permissions(Some(filler(0..fill)))
+        .send()
+        .await?;
+
+    let services = g.services();
+    let names = ["nlb-1", "nlb-2", "nlb-3", "nlb-4"];
+    for name in names {
+        services.create(&PostParams::default(), &service(name, &[NLB], &[(80, "TCP"), (443, "TCP")])).await?;
+    }
+    for name in names {
+        g.hostname(name).await?;
+    }
+    assert_eq!(rule_count(&g).await?, 60, "one rule for all four NLBs");
+    let backend = ec2
+        .describe_security_groups()
+        .filters(group_filter("group-name", &format!("k8s-nlb-backend-{}", g.vpc.cluster_id)))
+        .send()
+        .await?;
+    let backend_id = backend.security_groups().first().and_then(|s| s.group_id()).context("the backend group")?;
+    let nlbs = g.cluster.direct.elbv2.describe_load_balancers().send().await?;
+    for lb in nlbs.load_balancers() {
+        assert!(lb.security_groups().iter().any(|s| s == backend_id), "every NLB carries the backend group: {lb:?}");
+        assert_eq!(lb.security_groups().len(), 2, "its own group and the backend group");
+    }
+
+    for name in names {
+        g.delete_service(name).await?;
+    }
+    assert_eq!(rule_count(&g).await?, 59, "the backend rule goes with the last NLB");
+    ec2.revoke_security_group_ingress().group_id(&node_group).set_ip_permissions(Some(filler(0..fill))).send().await?;
+    g.cluster.assert_nothing_left().await
+}
+
+fn group_filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder().name(name).values(value).build()
+}

@@ -59,6 +59,16 @@ impl Elbv2 {
         Ok(self.calls.run(Elbv2Op::DescribeLoadBalancers, r.send()).await?.load_balancers().to_vec())
     }
 
+    /// DescribeLoadBalancers, every page: all load balancers of the region.
+    pub async fn all_load_balancers(&self) -> Result<Vec<LoadBalancer>, AwsError> {
+        let mut pages = self.client.describe_load_balancers().into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = self.calls.page(Elbv2Op::DescribeLoadBalancers, pages.next()).await? {
+            out.extend(page.load_balancers().iter().cloned());
+        }
+        Ok(out)
+    }
+
     pub async fn listeners(&self, load_balancer: &str) -> Result<Vec<Listener>, AwsError> {
         let r = self.client.describe_listeners().load_balancer_arn(load_balancer);
         Ok(self.calls.run(Elbv2Op::DescribeListeners, r.send()).await?.listeners().to_vec())

@@ -96,6 +96,7 @@ impl AwsCloud {
             shared_probe_path: config.global.shared_health_probe_path.clone(),
             nlb_security_groups_managed: config.global.nlb_security_group_managed,
             rule_quota: config.global.security_group_rule_quota as usize,
+            nlb_backend_group: config.global.nlb_backend_security_group,
         };
         let load_balancers = AwsLoadBalancers::new(
             ec2.clone(),

@@ -58,6 +58,10 @@ pub struct Global {
     /// group" quota): a load balancer that would take a group past it fails before any write.
     /// Not an upstream key (upstream ignores unknown keys, so a file with it still works there).
     pub security_group_rule_quota: u32,
+    /// Every managed NLB also carries one shared backend group, which the Nodes' groups admit
+    /// once (one rule for all NLBs instead of rules per port, range and subnet for each). Needs
+    /// `NLBSecurityGroupMode = Managed`. Not an upstream key.
+    pub nlb_backend_security_group: bool,
 }
 
 /// AWS's default "Inbound or outbound rules per security group" quota.
@@ -84,6 +88,7 @@ impl Default for Global {
             supported_topology_instance_type_pattern: None,
             nlb_security_group_managed: false,
             security_group_rule_quota: DEFAULT_RULE_QUOTA,
+            nlb_backend_security_group: false,
         }
     }
 }
@@ -216,6 +221,7 @@ fn parse_global(config: &mut CloudConfig, entry: &gcfg::Entry, families_set: &mu
         "kubernetesclusterid" => text(&mut g.kubernetes_cluster_id),
         "elbsecuritygroup" => text(&mut g.elb_security_group),
         "disablesecuritygroupingress" => flag(&mut g.disable_security_group_ingress),
+        "nlbbackendsecuritygroup" => flag(&mut g.nlb_backend_security_group),
         "nodeipfamilies" => {
             if !*families_set {
                 g.node_ip_families.clear();
@@ -336,6 +342,12 @@ fn validate(config: &CloudConfig, errors: &mut Vec<String>) {
     if families.len() != g.node_ip_families.len() {
         errors.push("[Global] NodeIPFamilies lists a family twice".into());
     }
+    if g.nlb_backend_security_group && !g.nlb_security_group_managed {
+        errors.push(
+            "[Global] NLBBackendSecurityGroup needs NLBSecurityGroupMode = Managed (only NLBs with security groups can carry it)"
+                .into(),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +402,11 @@ SigningRegion = us-west-2
         assert_eq!(c.global.node_ip_families, [IpFamily::V4]);
         assert_eq!(c.global.shared_health_probe_path, "/healthz");
         assert_eq!(c.global.security_group_rule_quota, 60);
+        assert!(!c.global.nlb_backend_security_group);
+        let backend = "[Global]\nNLBSecurityGroupMode = Managed\nNLBBackendSecurityGroup = true\n";
+        assert!(CloudConfig::parse(backend).unwrap().global.nlb_backend_security_group);
+        let err = CloudConfig::parse("[Global]\nNLBBackendSecurityGroup = true\n").unwrap_err();
+        assert!(err.to_string().contains("needs NLBSecurityGroupMode = Managed"), "{err}");
         assert_eq!(
             CloudConfig::parse("[Global]\nSecurityGroupRuleQuota = 200\n").unwrap().global.security_group_rule_quota,
             200

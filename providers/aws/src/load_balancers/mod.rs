@@ -50,6 +50,8 @@ pub struct Settings {
     pub nlb_security_groups_managed: bool,
     /// Inbound rules a security group may hold (`SecurityGroupRuleQuota`).
     pub rule_quota: usize,
+    /// `NLBBackendSecurityGroup`: managed NLBs carry the cluster's shared backend group.
+    pub nlb_backend_group: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             shared_probe_path: "/healthz".into(),
             nlb_security_groups_managed: false,
             rule_quota: crate::config::DEFAULT_RULE_QUOTA as usize,
+            nlb_backend_group: false,
         }
     }
 }

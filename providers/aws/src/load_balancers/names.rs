@@ -91,6 +91,16 @@ pub fn nlb_health_rule(lb_name: &str) -> String {
 }
 pub const NLB_MTU_RULE: &str = "kubernetes.io/rule/nlb/mtu";
 
+/// The cluster's shared NLB backend group (`NLBBackendSecurityGroup = true`, not upstream's):
+/// every managed NLB carries it, and the Nodes' groups admit it once.
+pub fn nlb_backend_group_name(cluster_id: &str) -> String {
+    format!("k8s-nlb-backend-{cluster_id}")
+}
+
+pub fn nlb_backend_group_description(cluster_id: &str) -> String {
+    format!("[k8s] Shared backend SecurityGroup for the NLBs of cluster {cluster_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,9 @@ pub(crate) fn check_rule_quota<'a>(
             ];
             if nlb {
                 ways.push("use fewer source ranges or ports (an NLB adds a rule per nodePort and source range, and health rules per subnet)");
+                ways.push(
+                    "set NLBBackendSecurityGroup = true with NLBSecurityGroupMode = Managed (one rule for all NLBs)",
+                );
             }
             ways.push("or set DisableSecurityGroupIngress = true and open the node ports yourself");
             return Err(CloudError::over_quota(
@@ -287,22 +290,23 @@ impl AwsLoadBalancers {
         self.cluster.is_cluster(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
     }
 
-    fn is_owned_group(&self, g: &SecurityGroup) -> bool {
+    pub(crate) fn is_owned_group(&self, g: &SecurityGroup) -> bool {
         self.cluster.is_owned(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
     }
 
     /// The group named `name` in the cluster's VPC, if any.
     pub(crate) async fn group_named(&self, name: &str) -> Result<Option<SecurityGroup>, CloudError> {
-        let filters = vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])];
-        Ok(self.ec2.security_groups(Vec::new(), filters).await?.into_iter().next())
+        Ok(self.groups_named(&[name]).await?.into_iter().next())
+    }
+
+    /// The groups of these names in the cluster's VPC (one call).
+    pub(crate) async fn groups_named(&self, names: &[&str]) -> Result<Vec<SecurityGroup>, CloudError> {
+        let filters = vec![filter("group-name", names.iter().copied()), filter("vpc-id", [self.vpc_id.clone()])];
+        Ok(self.ec2.security_groups(Vec::new(), filters).await?)
     }
 
     pub(crate) async fn owned_groups_named(&self, name: &str) -> Result<Vec<SecurityGroup>, CloudError> {
-        let groups = self
-            .ec2
-            .security_groups(Vec::new(), vec![filter("group-name", [name]), filter("vpc-id", [self.vpc_id.clone()])])
-            .await?;
-        Ok(groups.into_iter().filter(|g| self.is_owned_group(g)).collect())
+        Ok(self.groups_named(&[name]).await?.into_iter().filter(|g| self.is_owned_group(g)).collect())
     }
 
     /// Deletes owned groups; one still in use means "come back later", never a wait here.

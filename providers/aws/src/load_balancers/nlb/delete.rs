@@ -40,11 +40,41 @@ impl AwsLoadBalancers {
         if !self.settings.disable_security_group_ingress {
             self.nlb_remove_node_rules(&name).await?;
         }
-        let owned =
-            self.owned_groups_named(&names::nlb_security_group_name(cluster_name, namespace, service, uid)).await?;
+        // Its own group and the cluster's shared backend group, in one look.
+        let own = names::nlb_security_group_name(cluster_name, namespace, service, uid);
+        let backend = names::nlb_backend_group_name(&self.cluster.cluster_id);
+        let (owned, shared): (Vec<SecurityGroup>, Vec<SecurityGroup>) = self
+            .groups_named(&[&own, &backend])
+            .await?
+            .into_iter()
+            .filter(|g| self.is_owned_group(g))
+            .partition(|g| g.group_name() == Some(own.as_str()));
         // Node rules of an NLB are CIDR rules, removed above; any rule referencing its own group
         // was written by someone else and stays (the deletion then says so and waits).
-        self.delete_groups(&owned).await
+        self.delete_groups(&owned).await?;
+        match shared.into_iter().next() {
+            Some(backend) => self.nlb_release_backend_group(backend).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The cluster's shared backend group goes with the last NLB carrying it: the "all from it"
+    /// rules it has on other groups (the Nodes') are revoked, then it is deleted. Serialized
+    /// with the other shared-group deletions, so of NLBs deleted at once the last one sees the
+    /// others gone.
+    async fn nlb_release_backend_group(&self, backend: SecurityGroup) -> Result<(), CloudError> {
+        let id = backend.group_id().unwrap_or_default().to_string();
+        let _one_at_a_time = self.shared_group_deletions.lock().await;
+        if self.elbv2.all_load_balancers().await?.iter().any(|lb| lb.security_groups().contains(&id)) {
+            return Ok(());
+        }
+        let admit = Rule::all_from_group(&id).identity();
+        for group in self.groups_referencing(&id).await? {
+            let ours: Vec<Rule> =
+                security_groups::ingress(&group).into_iter().filter(|r| r.identity() == admit).collect();
+            self.revoke(&group, ours, "no NLB carries the shared backend group any more").await?;
+        }
+        self.delete_groups(&[backend]).await
     }
 
     /// Target groups of this Service left without a load balancer (an interrupted create or

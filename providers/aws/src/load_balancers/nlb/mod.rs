@@ -148,7 +148,18 @@ impl AwsLoadBalancers {
             ..Default::default()
         };
         if plan::uses_own_group(d, lb.as_ref()) {
-            o.own_group = self.group_named(&d.group_name).await?;
+            let backend = names::nlb_backend_group_name(&self.cluster.cluster_id);
+            let mut wanted = vec![d.group_name.as_str()];
+            if plan::uses_backend_group(d, lb.as_ref()) {
+                wanted.push(&backend);
+            }
+            for group in self.groups_named(&wanted).await? {
+                if group.group_name() == Some(d.group_name.as_str()) {
+                    o.own_group = Some(group);
+                } else {
+                    o.backend_group = Some(group);
+                }
+            }
         }
         match &lb {
             None => o.subnets = self.subnets_for(cfg).await?,

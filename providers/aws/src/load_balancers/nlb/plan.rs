@@ -43,6 +43,8 @@ pub(crate) struct Observed {
     pub subnet_cidrs: Vec<String>,
     /// The NLB's own group, when it has one (Managed mode).
     pub own_group: Option<SecurityGroup>,
+    /// The cluster's shared backend group (read only with `NLBBackendSecurityGroup`).
+    pub backend_group: Option<SecurityGroup>,
     pub listeners: Vec<Listener>,
     /// The NLB's target groups.
     pub target_groups: Vec<TargetGroup>,
@@ -68,6 +70,12 @@ pub(crate) fn uses_own_group(d: &Desired, lb: Option<&LoadBalancer>) -> bool {
     d.settings.nlb_security_groups_managed
         && !lb.is_some_and(|lb| lb.security_groups().is_empty())
         && d.cfg.security_groups.is_empty()
+}
+
+/// Whether the NLB also carries the cluster's shared backend group, which the Nodes' groups
+/// admit instead of this NLB's client, health and MTU rules.
+pub(crate) fn uses_backend_group(d: &Desired, lb: Option<&LoadBalancer>) -> bool {
+    d.settings.nlb_backend_group && uses_own_group(d, lb)
 }
 
 fn health_ports(mappings: &[Mapping]) -> BTreeSet<u16> {
@@ -101,16 +109,19 @@ pub(crate) fn ensure(d: &Desired, o: &Observed) -> Result<Vec<Change>, CloudErro
     } else {
         None
     };
+    let backend = if uses_backend_group(d, o.lb.as_ref()) { Some(backend_group(d, o, &mut plan)?) } else { None };
+    let groups: Option<Vec<GroupRef>> = group.map(|g| std::iter::once(g).chain(backend.clone()).collect());
     let lb_ref = match &o.lb {
         Some(lb) => {
             let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-            if let Some(group) = &group
+            let carries = |g: &GroupRef| matches!(g, GroupRef::Id(id) if lb.security_groups().contains(id));
+            if let Some(groups) = &groups
                 && !lb.security_groups().is_empty()
-                && !matches!(group, GroupRef::Id(id) if lb.security_groups().contains(id))
+                && !groups.iter().all(carries)
             {
                 plan.push(Change::new(
-                    Action::NlbSetSecurityGroups { load_balancer: arn.clone(), groups: vec![group.clone()] },
-                    "the load balancer's security group differs",
+                    Action::NlbSetSecurityGroups { load_balancer: arn.clone(), groups: groups.clone() },
+                    "the load balancer's security groups differ",
                 ));
             }
             ArnRef::Arn(arn)
@@ -143,13 +154,7 @@ pub(crate) fn ensure(d: &Desired, o: &Observed) -> Result<Vec<Change>, CloudErro
                 })
                 .collect();
             plan.push(Change::new(
-                Action::NlbCreate {
-                    name: name.clone(),
-                    internal: cfg.internal,
-                    subnets,
-                    groups: group.map(|g| vec![g]),
-                    tags: d.tags.clone(),
-                },
+                Action::NlbCreate { name: name.clone(), internal: cfg.internal, subnets, groups, tags: d.tags.clone() },
                 "the Service has no load balancer yet",
             ));
             ArnRef::New(name.clone())
@@ -158,9 +163,9 @@ pub(crate) fn ensure(d: &Desired, o: &Observed) -> Result<Vec<Change>, CloudErro
     listeners(d, o, &lb_ref, &mut plan);
     attributes(d, o, &lb_ref, &mut plan);
     if !d.settings.disable_security_group_ingress {
-        node_rules(d, o, &name, &mut plan);
+        node_rules(d, o, &name, backend.as_ref(), &mut plan);
     }
-    let observed = o.node_groups.iter().chain(&o.cluster_groups).chain(&o.own_group);
+    let observed = o.node_groups.iter().chain(&o.cluster_groups).chain(&o.own_group).chain(&o.backend_group);
     security_groups::check_rule_quota(&plan, observed, d.settings.rule_quota, true)?;
     Ok(plan)
 }
@@ -191,6 +196,20 @@ fn own_group(d: &Desired, o: &Observed, plan: &mut Vec<Change>) -> Result<GroupR
         wanted,
     };
     own.plan(d.cluster, plan)
+}
+
+/// The cluster's shared backend group: created when missing, tagged for the cluster, and
+/// without ingress rules (it is only ever a source).
+fn backend_group(d: &Desired, o: &Observed, plan: &mut Vec<Change>) -> Result<GroupRef, CloudError> {
+    let name = names::nlb_backend_group_name(&d.cluster.cluster_id);
+    let shared = OwnGroup {
+        existing: o.backend_group.as_ref(),
+        name: &name,
+        description: names::nlb_backend_group_description(&d.cluster.cluster_id),
+        tags: d.cluster.owned(),
+        wanted: Vec::new(),
+    };
+    shared.plan(d.cluster, plan)
 }
 
 /// Per port: its target group (found, or created), health check, targets and attributes, then
@@ -390,12 +409,27 @@ fn attributes(d: &Desired, o: &Observed, lb: &ArnRef, plan: &mut Vec<Change>) {
 }
 
 /// Client, health-check and MTU rules on the target Nodes' groups; this NLB's client and
-/// health rules removed from other cluster groups.
-fn node_rules(d: &Desired, o: &Observed, name: &str, plan: &mut Vec<Change>) {
+/// health rules removed from other cluster groups. With the shared `backend` group, the Nodes'
+/// groups admit it instead (one rule for every NLB, never revoked here: another NLB may need it
+/// on any node group; the last NLB's deletion removes it).
+fn node_rules(d: &Desired, o: &Observed, name: &str, backend: Option<&GroupRef>, plan: &mut Vec<Change>) {
     let client_marker = names::nlb_client_rule(name);
     let health_marker = names::nlb_health_rule(name);
     let mut wanted: Vec<Rule> = Vec::new();
-    for m in &d.mappings {
+    if let Some(backend) = backend {
+        for group in &o.node_groups {
+            let admits = matches!(backend, GroupRef::Id(id) if security_groups::ingress(group)
+                .iter()
+                .any(|r| r.identity() == Rule::all_from_group(id).identity()));
+            if !admits {
+                plan.push(Change::new(
+                    Action::AdmitGroup { group: group.group_id().unwrap_or_default().into(), from: backend.clone() },
+                    "a target Node's group does not admit the NLBs' shared backend group",
+                ));
+            }
+        }
+    }
+    for m in d.mappings.iter().filter(|_| backend.is_none()) {
         let protocol = if m.target == ProtocolEnum::Udp { "udp" } else { "tcp" };
         for range in &d.cfg.source_ranges {
             wanted.push(Rule {
@@ -412,12 +446,13 @@ fn node_rules(d: &Desired, o: &Observed, name: &str, plan: &mut Vec<Change>) {
         .filter(|r| r.protocol == "tcp" && r.source == Source::Cidr("0.0.0.0/0".into()))
         .map(|r| r.from)
         .collect();
-    for port in health_ports(&d.mappings).iter().filter(|p| !open_to_all.contains(&i32::from(**p))) {
+    let health = if backend.is_none() { health_ports(&d.mappings) } else { BTreeSet::new() };
+    for port in health.iter().filter(|p| !open_to_all.contains(&i32::from(**p))) {
         for cidr in &o.subnet_cidrs {
             wanted.push(Rule::tcp(*port, Source::Cidr(cidr.clone())).described(health_marker.clone()));
         }
     }
-    for range in &d.cfg.source_ranges {
+    for range in d.cfg.source_ranges.iter().filter(|_| backend.is_none()) {
         wanted.push(Rule::icmp_mtu(Source::Cidr(range.clone())).described(names::NLB_MTU_RULE));
     }
 

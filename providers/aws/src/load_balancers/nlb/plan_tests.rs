@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::SecurityGroup;
+use aws_sdk_ec2::types::{SecurityGroup, Tag as Ec2Tag};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action as V2Action, AvailabilityZone, Certificate, Listener, LoadBalancer, TargetGroup,
 };
@@ -18,6 +18,8 @@ use crate::load_balancers::security_groups::{Rule, Source, ingress};
 use crate::load_balancers::service_config::LbConfig;
 use crate::load_balancers::{AwsLoadBalancers, Settings, names};
 use crate::tags::ClusterTags;
+
+const BACKEND: &str = "sg-backend";
 
 fn service(annotations: &[(String, String)], udp: bool) -> ServiceInfo {
     let mut annotations: BTreeMap<String, String> = annotations.iter().cloned().collect();
@@ -70,7 +72,8 @@ fn empty() -> Observed {
 }
 
 fn with_rules(o: &mut Observed, id: &str, change: impl Fn(&mut Vec<Rule>)) {
-    for g in o.own_group.iter_mut().chain(o.node_groups.iter_mut()).chain(o.cluster_groups.iter_mut()) {
+    let groups = o.own_group.iter_mut().chain(&mut o.backend_group).chain(&mut o.node_groups);
+    for g in groups.chain(o.cluster_groups.iter_mut()) {
         if g.group_id() == Some(id) {
             let mut rules = ingress(g);
             change(&mut rules);
@@ -83,6 +86,7 @@ fn with_rules(o: &mut Observed, id: &str, change: impl Fn(&mut Vec<Rule>)) {
 fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
     let group_id = |g: &GroupRef| match g {
         GroupRef::Id(id) => id.clone(),
+        GroupRef::New(name) if name.starts_with("k8s-nlb-backend-") => BACKEND.to_string(),
         GroupRef::New(_) => "sg-own".to_string(),
     };
     let tg_arn = |t: &ArnRef| match t {
@@ -91,6 +95,16 @@ fn simulate(mut o: Observed, plan: &[Change]) -> Observed {
     };
     for change in plan {
         match &change.action {
+            Action::CreateSecurityGroup { name, tags, .. } if name.starts_with("k8s-nlb-backend-") => {
+                let tags = tags.iter().map(|(k, v)| Ec2Tag::builder().key(k).value(v).build());
+                o.backend_group = Some(
+                    SecurityGroup::builder().group_id(BACKEND).group_name(name).set_tags(Some(tags.collect())).build(),
+                )
+            }
+            Action::AdmitGroup { group, from } => {
+                let rule = Rule::all_from_group(&group_id(from));
+                with_rules(&mut o, group, |r| r.push(rule.clone()))
+            }
             Action::CreateSecurityGroup { .. } | Action::TagSecurityGroup { .. } => {
                 own_group_after(&mut o.own_group, change)
             }
@@ -191,6 +205,7 @@ fn corpus() -> Vec<Shape> {
         ..Default::default()
     };
     let no_ingress = Settings { disable_security_group_ingress: true, ..Default::default() };
+    let backend = Settings { nlb_backend_group: true, ..managed.clone() };
     let ranges = ("service.beta.kubernetes.io/load-balancer-source-ranges".to_string(), "10.0.0.0/8".to_string());
     vec![
         ("defaults", vec![], false, plain.clone()),
@@ -236,7 +251,9 @@ fn corpus() -> Vec<Shape> {
         ),
         ("cross zone", vec![a("cross-zone-load-balancing-enabled", "true")], false, plain.clone()),
         ("eips", vec![a("eip-allocations", "eipalloc-1,eipalloc-2")], false, plain.clone()),
-        ("managed group", vec![ranges], false, managed.clone()),
+        ("managed group", vec![ranges.clone()], false, managed.clone()),
+        ("backend group", vec![ranges], false, backend.clone()),
+        ("backend group, udp", vec![], true, backend),
         ("given group", vec![a("security-groups", "sg-given")], false, managed),
         ("shared probe", vec![], false, probe),
         ("no node rules", vec![], false, no_ingress),
@@ -403,4 +420,52 @@ fn a_node_group_without_room_fails_the_service_before_anything_is_made() {
     let mut full = settled.clone();
     with_rules(&mut full, NODE_GROUP, filler(57));
     assert_eq!(plan::ensure(&desired(&cfg, &settings, &cluster), &full).unwrap(), []);
+}
+
+#[test]
+fn with_the_shared_backend_group_the_node_group_admits_it_once_for_every_nlb() {
+    let cluster = cluster();
+    let settings = Settings { nlb_security_groups_managed: true, nlb_backend_group: true, ..Default::default() };
+    let cfg = config(&service(&[], false));
+    let plan = plan::ensure(&desired(&cfg, &settings, &cluster), &empty()).unwrap();
+    let ops = operations(&plan);
+    assert_eq!(
+        &ops[..4],
+        [
+            "ec2.CreateSecurityGroup",
+            "ec2.AuthorizeSecurityGroupIngress",
+            "ec2.CreateSecurityGroup",
+            "elbv2.CreateLoadBalancer"
+        ]
+    );
+    let Action::NlbCreate { groups: Some(groups), .. } = &plan[3].action else { panic!("{:?}", plan[3]) };
+    assert_eq!(groups.len(), 2, "its own group and the shared backend group: {groups:?}");
+    assert_eq!(groups[1], GroupRef::New("k8s-nlb-backend-c1".into()));
+    // The Nodes' group gets one rule, "all from the backend group", and no per-port rules.
+    let node_writes: Vec<&Change> = plan.iter().filter(|c| format!("{:?}", c.action).contains(NODE_GROUP)).collect();
+    assert_eq!(node_writes.len(), 1, "{node_writes:?}");
+    assert!(matches!(&node_writes[0].action, Action::AdmitGroup { from, .. } if *from == groups[1]));
+
+    // A second NLB, once the first is settled, adds nothing to the Nodes' group.
+    let settled = simulate(empty(), &plan);
+    let mut second = empty();
+    second.backend_group.clone_from(&settled.backend_group);
+    second.node_groups.clone_from(&settled.node_groups);
+    second.cluster_groups.clone_from(&settled.node_groups);
+    let mut other = service(&[], false);
+    other.name = "other".into();
+    other.uid = "u2".into();
+    let other_cfg = config(&other);
+    let plan = plan::ensure(&desired(&other_cfg, &settings, &cluster), &second).unwrap();
+    assert!(plan.iter().all(|c| !format!("{:?}", c.action).contains(NODE_GROUP)), "{plan:?}");
+    let Some(Action::NlbCreate { groups: Some(groups), .. }) =
+        plan.iter().map(|c| &c.action).find(|a| matches!(a, Action::NlbCreate { .. }))
+    else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(groups[1], GroupRef::Id(BACKEND.into()), "the existing backend group is shared");
+    // A node group already full of other rules still takes any number of NLBs.
+    let mut full = second.clone();
+    with_rules(&mut full, NODE_GROUP, filler(59));
+    assert!(plan::ensure(&desired(&other_cfg, &settings, &cluster), &full).is_ok());
 }
