@@ -1,0 +1,213 @@
+//! What the benchmark measures, for one CCM at a time.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ccm_e2e::{CcmFlavor, ControlPlane};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+
+use crate::parity::Side;
+use crate::parity::corpus::{self, Batch, NodeGroup, Spec};
+
+const LIMIT: Duration = Duration::from_secs(180);
+const QUIET: Duration = Duration::from_secs(4);
+
+pub type Figures = Vec<(&'static str, f64)>;
+
+fn label(flavor: &CcmFlavor) -> &'static str {
+    match flavor {
+        CcmFlavor::Upstream => "up",
+        CcmFlavor::Ours(_) => "our",
+    }
+}
+
+async fn side(flavor: &CcmFlavor, plane: ControlPlane, global: &'static str) -> Result<Side> {
+    let batch = Batch { name: "bench", global, node_group: NodeGroup::Tagged, specs: Vec::new() };
+    Side::new(label(flavor), plane, &batch).await
+}
+
+/// All calls and mutating calls the proxy saw since the last reset, as two figures.
+fn record(side: &Side, out: &mut Figures, all: &'static str, mutating: &'static str) {
+    eprintln!("{} {all}: {:?}", side.label, side.cluster.proxy.summary());
+    out.push((all, side.cluster.proxy.calls().len() as f64));
+    out.push((mutating, side.cluster.proxy.mutating_calls().len() as f64));
+}
+
+async fn create(side: &Side, spec: &Spec, base: i32) -> Result<()> {
+    let service = spec.to_service(base, &|v| side.fill(v));
+    side.services()
+        .create(&PostParams::default(), &service)
+        .await
+        .with_context(|| format!("creating {}", spec.name))?;
+    side.settle_outcomes(std::slice::from_ref(spec), LIMIT).await?;
+    let svc = side.services().get(spec.name).await?;
+    if svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).is_none_or(|i| i.is_empty()) {
+        bail!("{}: {} got no load balancer\n{}", side.label, spec.name, side.log_tail());
+    }
+    Ok(())
+}
+
+async fn delete(side: &Side, name: &str) -> Result<()> {
+    side.services().delete(name, &DeleteParams::default()).await?;
+    let deadline = Instant::now() + LIMIT;
+    while side.services().get_opt(name).await?.is_some() {
+        if Instant::now() > deadline {
+            bail!("{}: {name} not deleted within {LIMIT:?}\n{}", side.label, side.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    side.quiet(QUIET, LIMIT).await
+}
+
+/// One Service at a time, the service controller alone: the AWS calls of a Classic ELB and of an
+/// NLB (two ports) being created, re-ensured with nothing to change (an unrelated annotation
+/// edited: both CCMs then run a full ensure) and deleted.
+pub async fn one_at_a_time(flavor: CcmFlavor, plane: ControlPlane) -> Result<(Figures, ControlPlane)> {
+    let mut side = side(&flavor, plane, "").await?;
+    side.start(flavor)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut out = Figures::new();
+    let clb = corpus::clb("bench-clb").port(80);
+    let nlb = corpus::nlb("bench-nlb").port(80).port(443);
+    let proxy = &side.cluster.proxy;
+
+    proxy.reset_calls();
+    create(&side, &clb, 30000).await?;
+    record(&side, &mut out, "CLB create: AWS calls", "CLB create: mutating calls");
+    proxy.reset_calls();
+    create(&side, &nlb, 30010).await?;
+    record(&side, &mut out, "NLB create: AWS calls", "NLB create: mutating calls");
+
+    let touch = serde_json::json!({"metadata": {"annotations": {"example.com/touched": "1"}}});
+    for (name, all, mutating) in [
+        ("bench-clb", "CLB re-ensure, nothing changed: AWS calls", "CLB re-ensure, nothing changed: mutating calls"),
+        ("bench-nlb", "NLB re-ensure, nothing changed: AWS calls", "NLB re-ensure, nothing changed: mutating calls"),
+    ] {
+        proxy.reset_calls();
+        side.services().patch(name, &PatchParams::default(), &Patch::Merge(&touch)).await?;
+        side.quiet(QUIET, Duration::from_secs(30)).await?;
+        record(&side, &mut out, all, mutating);
+    }
+
+    proxy.reset_calls();
+    delete(&side, "bench-clb").await?;
+    record(&side, &mut out, "CLB delete: AWS calls", "CLB delete: mutating calls");
+    proxy.reset_calls();
+    delete(&side, "bench-nlb").await?;
+    record(&side, &mut out, "NLB delete: AWS calls", "NLB delete: mutating calls");
+    side.cluster.assert_nothing_left().await.with_context(|| format!("{} left something", side.label))?;
+    Ok((out, side.finish().await?))
+}
+
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+/// Creates `specs` at once (nodePorts from 30000 on), waits for an outcome for each (an ingress
+/// or a Warning), and returns how many got a load balancer.
+async fn create_all(side: &Side, specs: &[Spec], first: usize) -> Result<usize> {
+    for (i, spec) in specs.iter().enumerate() {
+        let service = spec.to_service(30000 + 10 * i32::try_from(first + i)?, &|v| side.fill(v));
+        side.services().create(&PostParams::default(), &service).await?;
+    }
+    side.settle_outcomes(specs, Duration::from_secs(900)).await?;
+    let mut served = 0;
+    for spec in specs {
+        let svc = side.services().get(spec.name).await?;
+        served += usize::from(
+            svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).is_some_and(|i| !i.is_empty()),
+        );
+    }
+    Ok(served)
+}
+
+async fn delete_all(side: &Side, specs: &[Spec]) -> Result<()> {
+    for spec in specs {
+        side.services().delete(spec.name, &DeleteParams::default()).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    for spec in specs {
+        while side.services().get_opt(spec.name).await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("{}: {} not deleted within 15 min\n{}", side.label, spec.name, side.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    side.quiet(QUIET, LIMIT).await
+}
+
+/// Services of the burst: Classic ELBs sharing the configured `ElbSecurityGroup`, so the Nodes'
+/// group needs one rule for all of them (a hundred own groups would each need one, past the
+/// quota of 60, for both CCMs).
+pub const BURST: usize = 100;
+
+/// The scenarios of the full run (`cargo bench`).
+pub async fn full(flavor: CcmFlavor, plane: ControlPlane) -> Result<(Figures, ControlPlane)> {
+    let mut out = Figures::new();
+
+    // A burst of Services created at once: wall time until all have an ingress, and their calls.
+    let mut side = side(&flavor, plane, "ElbSecurityGroup = {sg:shared}\n").await?;
+    side.start(flavor.clone())?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let specs: Vec<Spec> = (0..BURST).map(|i| corpus::clb(leak(format!("burst-{i}"))).port(80)).collect();
+    side.cluster.proxy.reset_calls();
+    let started = Instant::now();
+    let served = create_all(&side, &specs, 0).await?;
+    if served != BURST {
+        bail!("{}: {served} of {BURST} Services got a load balancer\n{}", side.label, side.log_tail());
+    }
+    out.push(("100 CLB Services at once: seconds until all have an ingress", started.elapsed().as_secs_f64()));
+    record(&side, &mut out, "100 CLB Services at once: AWS calls", "100 CLB Services at once: mutating calls");
+    side.cluster.proxy.reset_calls();
+    let started = Instant::now();
+    delete_all(&side, &specs).await?;
+    out.push(("100 CLB Services deleted at once: seconds", started.elapsed().as_secs_f64()));
+    record(
+        &side,
+        &mut out,
+        "100 CLB Services deleted at once: AWS calls",
+        "100 CLB Services deleted at once: mutating calls",
+    );
+    side.cluster.assert_nothing_left().await?;
+    let plane = side.finish().await?;
+
+    // How many one-port NLBs fit on one node group (60 rules), in tens, until one does not.
+    let (fit, plane) = nlbs_on_one_node_group(&flavor, plane, "").await?;
+    out.push(("NLBs on one node group (upstream's rules)", fit as f64));
+    let plane = if matches!(flavor, CcmFlavor::Ours(_)) {
+        let backend = "NLBSecurityGroupMode = Managed\nNLBBackendSecurityGroup = true\n";
+        let (fit, plane) = nlbs_on_one_node_group(&flavor, plane, backend).await?;
+        out.push(("NLBs on one node group (NLBBackendSecurityGroup)", fit as f64));
+        plane
+    } else {
+        plane
+    };
+    Ok((out, plane))
+}
+
+/// The most NLBs made in tens that one node group takes (stopping at 100).
+async fn nlbs_on_one_node_group(
+    flavor: &CcmFlavor,
+    plane: ControlPlane,
+    global: &'static str,
+) -> Result<(usize, ControlPlane)> {
+    let mut side = side(flavor, plane, global).await?;
+    side.start(flavor.clone())?;
+    let mut all = Vec::new();
+    let mut fit = 0;
+    while fit < 100 {
+        let specs: Vec<Spec> =
+            (all.len()..all.len() + 10).map(|i| corpus::nlb(leak(format!("nlb-{i}"))).port(80)).collect();
+        let served = create_all(&side, &specs, all.len()).await?;
+        all.extend(specs);
+        fit += served;
+        if served < 10 {
+            break;
+        }
+    }
+    eprintln!("{}: {fit} NLBs on one node group ({:?})", side.label, global.trim());
+    delete_all(&side, &all).await?;
+    side.cluster.assert_nothing_left().await?;
+    Ok((fit, side.finish().await?))
+}
