@@ -10,7 +10,7 @@
 //!   than the margin fails. Ratios of call counts, not times, so a slow machine does not fail it.
 
 #[path = "../../tests/parity/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod parity;
 
 mod scenarios;
