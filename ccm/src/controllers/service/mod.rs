@@ -316,9 +316,11 @@ async fn delete<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     let info = objects::service_info(service);
     let lbs = ctx.load_balancers();
     let cluster = &ctx.settings.cluster_name;
-    // Asked only for the Event: deletion runs either way, so pieces left by an interrupted
+    // The Event when the Service shows a load balancer (upstream asks the cloud, which costs a
+    // describe per type): deletion runs either way, so pieces left by an interrupted create or
     // delete (target groups, security-group rules) are still found and removed.
-    if matches!(lbs.get(cluster, &info).await, Ok(Some(_))) {
+    let shown = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_ref());
+    if shown.is_some_and(|i| !i.is_empty()) {
         ctx.events.normal(&object, "DeletingLoadBalancer", "Deleting load balancer").await;
     }
     match lbs.ensure_deleted(cluster, &info).await {

@@ -82,7 +82,8 @@ pub struct AwsLoadBalancers {
     pub(crate) classic_batch: DescribeBatch<aws_sdk_elasticloadbalancing::types::LoadBalancerDescription>,
     pub(crate) nlb_batch: DescribeBatch<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>,
     /// The type last ensured per Service UID: while it stays the same, the other type's API is
-    /// not asked (a type change is looked for after a restart or an annotation change).
+    /// not asked (a type change is looked for after a restart or an annotation change), and a
+    /// deletion looks for that type only.
     ensured: std::sync::Mutex<HashMap<String, Kind>>,
     /// Held by a Classic ELB deletion from "does another load balancer still use this given
     /// group?" until its DeleteLoadBalancer: the last of several concurrent deletions of ELBs
@@ -277,7 +278,15 @@ impl LoadBalancers for AwsLoadBalancers {
         // A type change: the other type's load balancer, if there is one, goes first with all
         // it owns (upstream refuses the change). One describe when there is none.
         let name = names::load_balancer_name(&cfg.uid);
-        let same_as_before = self.ensured.lock().expect("lock").get(&cfg.uid) == Some(&cfg.kind);
+        let same_as_before = {
+            let mut ensured = self.ensured.lock().expect("lock");
+            let same = ensured.get(&cfg.uid) == Some(&cfg.kind);
+            if !same {
+                // Until this ensure succeeds, either type may exist: deletion asks both.
+                ensured.remove(&cfg.uid);
+            }
+            same
+        };
         let mut status = match cfg.kind {
             Kind::Classic => {
                 if !same_as_before && self.nlb_describe(&name).await?.is_some() {
@@ -343,9 +352,16 @@ impl LoadBalancers for AwsLoadBalancers {
     }
 
     async fn ensure_deleted(&self, cluster: &str, service: &ServiceInfo) -> Result<(), CloudError> {
-        // Both types, whatever the annotation says now.
+        // Whatever the annotation says now: the type this process last ensured when it knows
+        // one (an ensure of the other type clears it first), else both types.
+        let known = self.ensured.lock().expect("lock").get(&service.uid).copied();
+        if known != Some(Kind::Nlb) {
+            self.classic_delete(&service.uid).await?;
+        }
+        if known != Some(Kind::Classic) {
+            self.nlb_delete(&service.namespace, &service.name, &service.uid, cluster).await?;
+        }
         self.ensured.lock().expect("lock").remove(&service.uid);
-        self.classic_delete(&service.uid).await?;
-        self.nlb_delete(&service.namespace, &service.name, &service.uid, cluster).await
+        Ok(())
     }
 }

@@ -254,6 +254,12 @@ impl AwsLoadBalancers {
             return Ok(Vec::new());
         }
         let groups = self.ec2.security_groups(ids, Vec::new()).await?;
+        Ok(self.pick_node_groups(instances, &groups))
+    }
+
+    /// [`Self::node_groups`] chosen from `groups` (a list holding every instance's groups, such
+    /// as the whole VPC's), without a call.
+    pub(crate) fn pick_node_groups(&self, instances: &[Instance], groups: &[SecurityGroup]) -> Vec<SecurityGroup> {
         let by_id: HashMap<&str, &SecurityGroup> = groups.iter().filter_map(|g| Some((g.group_id()?, g))).collect();
         let mut chosen: BTreeMap<String, SecurityGroup> = BTreeMap::new();
         for instance in instances {
@@ -273,7 +279,13 @@ impl AwsLoadBalancers {
                 }
             }
         }
-        Ok(chosen.into_values().collect())
+        chosen.into_values().collect()
+    }
+
+    /// The groups of `groups` with a rule whose source is `group`, without a call.
+    pub(crate) fn referencing_in(groups: &[SecurityGroup], group: &str) -> Vec<SecurityGroup> {
+        let source = Source::Group(group.to_string());
+        groups.iter().filter(|g| ingress(g).iter().any(|r| r.source == source)).cloned().collect()
     }
 
     /// The groups with a rule whose source is `group`.

@@ -47,21 +47,26 @@ impl AwsLoadBalancers {
         let name = names::load_balancer_name(&cfg.uid);
         let lb = self.classic_describe(&name).await?;
         let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
-        let node_groups = if self.settings.disable_security_group_ingress {
-            Vec::new()
-        } else {
-            self.node_groups(&instances).await?
+        let own_group_used = cfg.security_groups.is_empty() && self.settings.elb_security_group.is_none();
+        let rules = !self.settings.disable_security_group_ingress;
+        // A full ensure reads every group it needs in one VPC-wide call: the Nodes', its own
+        // (by name) and those with rules from its own.
+        let vpc = if full && (rules || own_group_used) { Some(self.vpc_groups().await?) } else { None };
+        let node_groups = match (&vpc, rules) {
+            (_, false) => Vec::new(),
+            (Some(all), true) => self.pick_node_groups(&instances, all),
+            (None, true) => self.node_groups(&instances).await?,
         };
         let mut observed = Observed {
             instances: instances.iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
             node_groups,
             ..Default::default()
         };
-        let own_group_used = cfg.security_groups.is_empty() && self.settings.elb_security_group.is_none();
         if full {
             observed.subnets = self.subnets_for(cfg).await?;
-            if own_group_used {
-                observed.own_group = self.group_named(&names::classic_security_group_name(&name)).await?;
+            if own_group_used && let Some(all) = &vpc {
+                let own = names::classic_security_group_name(&name);
+                observed.own_group = all.iter().find(|g| g.group_name() == Some(own.as_str())).cloned();
             }
             if lb.is_some() {
                 observed.tags = self.classic_tags(&name).await?;
@@ -74,10 +79,13 @@ impl AwsLoadBalancers {
             _ => None,
         };
         if own_group_used
-            && !self.settings.disable_security_group_ingress
+            && rules
             && let Some(id) = own_group_id
         {
-            observed.referencing = self.groups_referencing(&id).await?;
+            observed.referencing = match &vpc {
+                Some(all) => Self::referencing_in(all, &id),
+                None => self.groups_referencing(&id).await?,
+            };
         }
         observed.lb = lb;
         Ok(observed)

@@ -1,7 +1,5 @@
 //! Deleting an NLB and everything it owns.
 
-use std::collections::BTreeSet;
-
 use aws_sdk_ec2::types::SecurityGroup;
 use cloud_provider::CloudError;
 
@@ -22,31 +20,30 @@ impl AwsLoadBalancers {
     ) -> Result<(), CloudError> {
         let name = names::load_balancer_name(uid);
         let lb = self.nlb_describe(&name).await?;
-        let mut groups: BTreeSet<String> = BTreeSet::new();
-        if let Some(lb) = &lb {
-            let arn = lb.load_balancer_arn().unwrap_or_default();
-            groups.extend(
-                self.elbv2.target_groups_of(arn).await?.iter().filter_map(|g| g.target_group_arn().map(String::from)),
-            );
-            let delete = Action::NlbDelete { load_balancer: arn.to_string() };
+        let arn = lb.as_ref().and_then(|lb| lb.load_balancer_arn()).map(String::from);
+        // Listed before the load balancer goes, while they still show it.
+        let groups = self.nlb_target_groups(namespace, service, arn.as_deref()).await?;
+        if let Some(arn) = arn {
+            let delete = Action::NlbDelete { load_balancer: arn };
             self.apply(&[Change::new(delete, "the Service no longer wants a load balancer")]).await?;
         }
-        groups.extend(self.orphan_target_groups(namespace, service).await?);
         let plan: Vec<Change> = groups
             .into_iter()
             .map(|tg| Change::new(Action::NlbDeleteTargetGroup { target_group: tg }, "its load balancer is deleted"))
             .collect();
         self.apply(&plan).await?;
-        if !self.settings.disable_security_group_ingress {
-            self.nlb_remove_node_rules(&name).await?;
-        }
-        // Its own group and the cluster's shared backend group, in one look.
+        // Its own group and the cluster's shared backend group: in the VPC's groups as the rule
+        // removal last saw them, else in one look.
         let own = names::nlb_security_group_name(cluster_name, namespace, service, uid);
         let backend = names::nlb_backend_group_name(&self.cluster.cluster_id);
-        let (owned, shared): (Vec<SecurityGroup>, Vec<SecurityGroup>) = self
-            .groups_named(&[&own, &backend])
-            .await?
+        let groups = if self.settings.disable_security_group_ingress {
+            self.groups_named(&[&own, &backend]).await?
+        } else {
+            self.nlb_remove_node_rules(&name).await?
+        };
+        let (owned, shared): (Vec<SecurityGroup>, Vec<SecurityGroup>) = groups
             .into_iter()
+            .filter(|g| g.group_name() == Some(own.as_str()) || g.group_name() == Some(backend.as_str()))
             .filter(|g| self.is_owned_group(g))
             .partition(|g| g.group_name() == Some(own.as_str()));
         // Node rules of an NLB are CIDR rules, removed above; any rule referencing its own group
@@ -77,20 +74,27 @@ impl AwsLoadBalancers {
         self.delete_groups(&[backend]).await
     }
 
-    /// Target groups of this Service left without a load balancer (an interrupted create or
-    /// delete): found by their name prefix, confirmed by the cluster and service-name tags.
-    pub(super) async fn orphan_target_groups(&self, namespace: &str, service: &str) -> Result<Vec<String>, CloudError> {
+    /// The target groups to delete with the NLB, in one listing: those attached to it (`lb`),
+    /// and those of this Service left without a load balancer by an interrupted create or
+    /// delete (found by their name prefix, confirmed by the cluster and service-name tags).
+    async fn nlb_target_groups(
+        &self,
+        namespace: &str,
+        service: &str,
+        lb: Option<&str>,
+    ) -> Result<Vec<String>, CloudError> {
         let prefix = names::target_group_prefix(namespace, service);
-        let candidates: Vec<String> = self
-            .elbv2
-            .all_target_groups()
-            .await?
-            .iter()
-            .filter(|g| g.target_group_name().is_some_and(|n| n.starts_with(&prefix)))
-            .filter_map(|g| g.target_group_arn().map(String::from))
-            .collect();
-        let key = format!("{namespace}/{service}");
         let mut out = Vec::new();
+        let mut candidates = Vec::new();
+        for g in self.elbv2.all_target_groups().await? {
+            let Some(arn) = g.target_group_arn() else { continue };
+            if lb.is_some_and(|lb| g.load_balancer_arns().iter().any(|a| a == lb)) {
+                out.push(arn.to_string());
+            } else if g.target_group_name().is_some_and(|n| n.starts_with(&prefix)) {
+                candidates.push(arn.to_string());
+            }
+        }
+        let key = format!("{namespace}/{service}");
         for chunk in candidates.chunks(20) {
             for d in self.elbv2.tags(chunk.to_vec()).await? {
                 let pairs: Vec<(&str, &str)> =
@@ -110,7 +114,8 @@ impl AwsLoadBalancers {
     /// shared MTU rule from groups where no NLB's client rule is left. The second look comes
     /// *after* our own revocation, so of several NLBs deleted at once the last one to revoke
     /// always sees the others gone and removes the MTU rule: it cannot be left behind by a race.
-    async fn nlb_remove_node_rules(&self, name: &str) -> Result<(), CloudError> {
+    /// Returns the VPC's groups as the second look saw them.
+    async fn nlb_remove_node_rules(&self, name: &str) -> Result<Vec<SecurityGroup>, CloudError> {
         let client_marker = names::nlb_client_rule(name);
         let health_marker = names::nlb_health_rule(name);
         for group in &self.vpc_groups().await? {
@@ -120,7 +125,8 @@ impl AwsLoadBalancers {
                 .collect();
             self.revoke(group, ours, "the deleted load balancer's client and health rules").await?;
         }
-        for group in &self.vpc_groups().await? {
+        let groups = self.vpc_groups().await?;
+        for group in &groups {
             let rules = security_groups::ingress(group);
             let clients_left = rules
                 .iter()
@@ -131,7 +137,7 @@ impl AwsLoadBalancers {
                 self.revoke(group, mtu, "no NLB's client rule is left in this group").await?;
             }
         }
-        Ok(())
+        Ok(groups)
     }
 
     async fn revoke(&self, group: &SecurityGroup, rules: Vec<Rule>, reason: &str) -> Result<(), CloudError> {

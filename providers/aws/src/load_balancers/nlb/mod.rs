@@ -147,18 +147,16 @@ impl AwsLoadBalancers {
             instances: instances.iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
             ..Default::default()
         };
-        if plan::uses_own_group(d, lb.as_ref()) {
-            let backend = names::nlb_backend_group_name(&self.cluster.cluster_id);
-            let mut wanted = vec![d.group_name.as_str()];
+        // Every group it needs, in one VPC-wide call: its own and the backend group (by name),
+        // the Nodes' and the cluster's.
+        let rules = !self.settings.disable_security_group_ingress;
+        let own = plan::uses_own_group(d, lb.as_ref());
+        let vpc = if rules || own { self.vpc_groups().await? } else { Vec::new() };
+        if own {
+            let named = |name: &str| vpc.iter().find(|g| g.group_name() == Some(name)).cloned();
+            o.own_group = named(&d.group_name);
             if plan::uses_backend_group(d, lb.as_ref()) {
-                wanted.push(&backend);
-            }
-            for group in self.groups_named(&wanted).await? {
-                if group.group_name() == Some(d.group_name.as_str()) {
-                    o.own_group = Some(group);
-                } else {
-                    o.backend_group = Some(group);
-                }
+                o.backend_group = named(&names::nlb_backend_group_name(&self.cluster.cluster_id));
             }
         }
         match &lb {
@@ -170,11 +168,22 @@ impl AwsLoadBalancers {
                 o.attributes = self.elbv2.attributes(arn).await?.into_iter().collect();
             }
         }
-        for name in &d.tg_names {
-            if !o.target_groups.iter().any(|g| g.target_group_name() == Some(name.as_str()))
-                && let Some(tg) = self.elbv2.target_group_named(name).await?
-            {
-                o.unattached.push(tg);
+        // Wanted target groups that exist without being the NLB's: one lookup by name, or for
+        // several (a new NLB's), one listing (a lookup of names fails when one does not exist).
+        let missing: Vec<&String> = d
+            .tg_names
+            .iter()
+            .filter(|name| !o.target_groups.iter().any(|g| g.target_group_name() == Some(name.as_str())))
+            .collect();
+        match missing.as_slice() {
+            [] => {}
+            [name] => o.unattached.extend(self.elbv2.target_group_named(name).await?),
+            _ => {
+                let all = self.elbv2.all_target_groups().await?;
+                o.unattached = all
+                    .into_iter()
+                    .filter(|g| g.target_group_name().is_some_and(|n| missing.iter().any(|m| m.as_str() == n)))
+                    .collect();
             }
         }
         let wanted: Vec<String> = o
@@ -191,9 +200,9 @@ impl AwsLoadBalancers {
                 o.tg_attributes.insert(arn, attributes.into_iter().collect());
             }
         }
-        if !self.settings.disable_security_group_ingress {
-            o.node_groups = self.node_groups(&instances).await?;
-            o.cluster_groups = self.vpc_groups().await?.into_iter().filter(|g| self.is_cluster_group(g)).collect();
+        if rules {
+            o.node_groups = self.pick_node_groups(&instances, &vpc);
+            o.cluster_groups = vpc.iter().filter(|g| self.is_cluster_group(g)).cloned().collect();
             let subnets: Vec<String> = match &lb {
                 Some(lb) => lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(String::from)).collect(),
                 None => o.subnets.clone(),
