@@ -12,6 +12,8 @@
 #      CCMs themselves, and stop them when the test binary exits
 #
 # Environment: CARGO_TARGET_DIR and MOTO_VENV may point at caches outside the clone.
+# E2E_BENCH=1 (e2e/bench.sh): steps 2 and 3 become the benchmark against upstream instead
+# (cargo bench, a release build; docs/performance.md).
 # E2E_AWS_ENDPOINT (+ E2E_AWS_FLAVOR=localstack) aims the tests at an emulator already running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,10 +54,17 @@ if [ -z "${E2E_AWS_ENDPOINT:-}" ]; then
   background "moto" e2e/moto/setup.sh
 fi
 
-step "compiling the tests (cargo; ~15 min the first time)"
-start=$SECONDS
-cargo test --workspace --locked --no-run "$@" 2>&1 | grep -v '^\s*Executable ' || { echo "cargo build failed"; exit 1; }
-echo "compiled in $((SECONDS - start)) s"
+if [ -z "${E2E_BENCH:-}" ]; then
+  step "compiling the tests (cargo; ~15 min the first time)"
+  start=$SECONDS
+  cargo test --workspace --locked --no-run "$@" 2>&1 | grep -v '^\s*Executable ' || { echo "cargo build failed"; exit 1; }
+  echo "compiled in $((SECONDS - start)) s"
+else
+  step "compiling the benchmark (cargo, release build; ~25 min the first time)"
+  start=$SECONDS
+  cargo bench -p cloud-controller-manager --bench versus_upstream --locked --no-run "$@" 2>&1 || { echo "cargo build failed"; exit 1; }
+  echo "compiled in $((SECONDS - start)) s"
+fi
 
 step "waiting for the background builds"
 failed=0
@@ -65,5 +74,10 @@ done
 pids=()
 [ "$failed" = 0 ] || { echo "a background build failed (above)"; exit 1; }
 
-step "cargo test --workspace"
-cargo test --workspace --locked "$@"
+if [ -z "${E2E_BENCH:-}" ]; then
+  step "cargo test --workspace"
+  cargo test --workspace --locked "$@"
+else
+  step "the benchmark: upstream, then ours, on the same ground (a few minutes each)"
+  cargo bench -p cloud-controller-manager --bench versus_upstream --locked "$@"
+fi

@@ -36,20 +36,23 @@ async fn rule_count(g: &Ground) -> Result<usize> {
     Ok(group.ip_permissions().iter().map(|p| p.ip_ranges().len() + p.user_id_group_pairs().len()).sum())
 }
 
+/// Fills the Nodes' group to 59 of its 60 rules with filler rules: (rules before, fillers).
+async fn fill_to_59(g: &Ground) -> Result<(usize, usize)> {
+    let before = rule_count(g).await?;
+    let fill = 59 - before;
+    let ec2 = &g.cluster.direct.ec2;
+    let group = &g.vpc.node_security_group_id;
+    ec2.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(filler(0..fill))).send().await?;
+    assert_eq!(rule_count(g).await?, 59);
+    Ok((before, fill))
+}
+
 #[tokio::test]
 async fn a_load_balancer_that_would_overflow_the_node_group_fails_alone_until_there_is_room() -> Result<()> {
     let g = ground("quota", 2, "").await?;
     let ec2 = &g.cluster.direct.ec2;
     let node_group = g.vpc.node_security_group_id.clone();
-    // Fill the Nodes' group to 59 of its 60 rules.
-    let before = rule_count(&g).await?;
-    let fill = 59 - before;
-    ec2.authorize_security_group_ingress()
-        .group_id(&node_group)
-        .set_ip_permissions(Some(filler(0..fill)))
-        .send()
-        .await?;
-    assert_eq!(rule_count(&g).await?, 59);
+    let (before, fill) = fill_to_59(&g).await?;
     g.cluster.proxy.reset_calls();
 
     // An NLB with two ports needs three rules there (two client ports and the MTU rule).
@@ -102,13 +105,7 @@ async fn with_the_shared_backend_group_a_nearly_full_node_group_takes_many_nlbs(
     let g = ground("backend", 2, "NLBSecurityGroupMode = Managed\nNLBBackendSecurityGroup = true\n").await?;
     let ec2 = &g.cluster.direct.ec2;
     let node_group = g.vpc.node_security_group_id.clone();
-    let before = rule_count(&g).await?;
-    let fill = 59 - before;
-    ec2.authorize_security_group_ingress()
-        .group_id(&node_group)
-        .set_ip_permissions(Some(filler(0..fill)))
-        .send()
-        .await?;
+    let (_, fill) = fill_to_59(&g).await?;
 
     let services = g.services();
     let names = ["nlb-1", "nlb-2", "nlb-3", "nlb-4"];

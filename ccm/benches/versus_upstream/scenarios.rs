@@ -174,11 +174,14 @@ pub async fn full(flavor: CcmFlavor, plane: ControlPlane) -> Result<(Figures, Co
 
     // How many one-port NLBs fit on one node group (60 rules), in tens, until one does not.
     let (fit, plane) = nlbs_on_one_node_group(&flavor, plane, "").await?;
-    out.push(("NLBs on one node group (upstream's rules)", fit as f64));
+    out.push(("NLBs of one port on one node group of 60 rules (upstream's rules)", fit as f64));
     let plane = if matches!(flavor, CcmFlavor::Ours(_)) {
         let backend = "NLBSecurityGroupMode = Managed\nNLBBackendSecurityGroup = true\n";
         let (fit, plane) = nlbs_on_one_node_group(&flavor, plane, backend).await?;
-        out.push(("NLBs on one node group (NLBBackendSecurityGroup)", fit as f64));
+        out.push((
+            "NLBs of one port on one node group of 60 rules (NLBBackendSecurityGroup; stops at 100)",
+            fit as f64,
+        ));
         plane
     } else {
         plane
