@@ -79,6 +79,8 @@ pub struct AwsLoadBalancers {
     pub(crate) fallback_subnet: Option<String>,
     pub(crate) settings: Settings,
     zone_types: tokio::sync::Mutex<HashMap<String, String>>,
+    /// The VPC's subnets as discovery last read them, and when (see `subnets.rs`).
+    discovered: tokio::sync::Mutex<Option<(std::time::Instant, Vec<subnets::Candidate>)>>,
     pub(crate) classic_batch: DescribeBatch<aws_sdk_elasticloadbalancing::types::LoadBalancerDescription>,
     pub(crate) nlb_batch: DescribeBatch<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>,
     /// The type last ensured per Service UID: while it stays the same, the other type's API is
@@ -129,6 +131,7 @@ impl AwsLoadBalancers {
             fallback_subnet,
             settings,
             zone_types: Default::default(),
+            discovered: Default::default(),
             classic_batch,
             nlb_batch,
             ensured: Default::default(),
