@@ -41,9 +41,8 @@ async fn run(full: bool) -> Result<()> {
     // Per figure: (upstream's, ours); a figure only one CCM has (a mode of ours) has no ratio.
     let mut figures: BTreeMap<&'static str, (Option<f64>, Option<f64>)> = BTreeMap::new();
     for flavor in [CcmFlavor::Upstream, ours.clone()] {
-        let mut measured = Vec::new();
-        let (short, back) = scenarios::one_at_a_time(flavor.clone(), plane).await?;
-        (plane, measured) = (back, [measured, short].concat());
+        let (mut measured, back) = scenarios::one_at_a_time(flavor.clone(), plane).await?;
+        plane = back;
         if full {
             let (more, back) = scenarios::full(flavor.clone(), plane).await?;
             (plane, measured) = (back, [measured, more].concat());

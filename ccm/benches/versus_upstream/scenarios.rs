@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ccm_e2e::{CcmFlavor, ControlPlane};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 
 use crate::parity::Side;
 use crate::parity::corpus::{self, Batch, NodeGroup, Spec};
@@ -47,15 +47,9 @@ async fn create(side: &Side, spec: &Spec, base: i32) -> Result<()> {
     Ok(())
 }
 
-async fn delete(side: &Side, name: &str) -> Result<()> {
-    side.services().delete(name, &DeleteParams::default()).await?;
-    let deadline = Instant::now() + LIMIT;
-    while side.services().get_opt(name).await?.is_some() {
-        if Instant::now() > deadline {
-            bail!("{}: {name} not deleted within {LIMIT:?}\n{}", side.label, side.log_tail());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// Deletes the Services, waits until they are gone and the proxy is quiet.
+async fn delete_all(side: &Side, specs: &[Spec]) -> Result<()> {
+    side.delete_all_within(specs, Duration::from_secs(900)).await?;
     side.quiet(QUIET, LIMIT).await
 }
 
@@ -90,10 +84,10 @@ pub async fn one_at_a_time(flavor: CcmFlavor, plane: ControlPlane) -> Result<(Fi
     }
 
     proxy.reset_calls();
-    delete(&side, "bench-clb").await?;
+    delete_all(&side, std::slice::from_ref(&clb)).await?;
     record(&side, &mut out, "CLB delete: AWS calls", "CLB delete: mutating calls");
     proxy.reset_calls();
-    delete(&side, "bench-nlb").await?;
+    delete_all(&side, std::slice::from_ref(&nlb)).await?;
     record(&side, &mut out, "NLB delete: AWS calls", "NLB delete: mutating calls");
     side.cluster.assert_nothing_left().await.with_context(|| format!("{} left something", side.label))?;
     Ok((out, side.finish().await?))
@@ -119,22 +113,6 @@ async fn create_all(side: &Side, specs: &[Spec], first: usize) -> Result<usize> 
         );
     }
     Ok(served)
-}
-
-async fn delete_all(side: &Side, specs: &[Spec]) -> Result<()> {
-    for spec in specs {
-        side.services().delete(spec.name, &DeleteParams::default()).await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(900);
-    for spec in specs {
-        while side.services().get_opt(spec.name).await?.is_some() {
-            if Instant::now() > deadline {
-                bail!("{}: {} not deleted within 15 min\n{}", side.label, spec.name, side.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-    side.quiet(QUIET, LIMIT).await
 }
 
 /// Services of the burst: Classic ELBs sharing the configured `ElbSecurityGroup`, so the Nodes'

@@ -488,10 +488,15 @@ impl Side {
 
     /// Deletes every Service (ours must be running) and waits until they are gone.
     pub async fn delete_all(&self, specs: &[Spec]) -> Result<()> {
+        self.delete_all_within(specs, Duration::from_secs(120)).await
+    }
+
+    /// [`Side::delete_all`] with its own time limit.
+    pub async fn delete_all_within(&self, specs: &[Spec], limit: Duration) -> Result<()> {
         for spec in specs {
             self.services().delete(spec.name, &DeleteParams::default()).await?;
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + limit;
         loop {
             let mut left = Vec::new();
             for spec in specs {
@@ -503,7 +508,7 @@ impl Side {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{}: Services not deleted within 120 s: {left:?}\n{}", self.label, self.log_tail());
+                bail!("{}: Services not deleted within {limit:?}: {left:?}\n{}", self.label, self.log_tail());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

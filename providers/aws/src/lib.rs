@@ -88,16 +88,7 @@ impl AwsCloud {
             config.global.node_ip_families.clone(),
             topology,
         );
-        let settings = load_balancers::Settings {
-            disable_security_group_ingress: config.global.disable_security_group_ingress,
-            elb_security_group: config.global.elb_security_group.clone(),
-            shared_health_probe: config.global.health_probe_mode == config::HealthProbeMode::Shared,
-            shared_probe_port: config.global.shared_health_probe_port,
-            shared_probe_path: config.global.shared_health_probe_path.clone(),
-            nlb_security_groups_managed: config.global.nlb_security_group_managed,
-            rule_quota: config.global.security_group_rule_quota as usize,
-            nlb_backend_group: config.global.nlb_backend_security_group,
-        };
+        let settings = load_balancers::Settings::from(&config.global);
         let load_balancers = AwsLoadBalancers::new(
             ec2.clone(),
             elb::Elb::new(clients::elb(&sdk, &config, &region, &calls), calls.clone()),

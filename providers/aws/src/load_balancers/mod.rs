@@ -54,18 +54,25 @@ pub struct Settings {
     pub nlb_backend_group: bool,
 }
 
+impl From<&crate::config::Global> for Settings {
+    fn from(g: &crate::config::Global) -> Self {
+        Self {
+            disable_security_group_ingress: g.disable_security_group_ingress,
+            elb_security_group: g.elb_security_group.clone(),
+            shared_health_probe: g.health_probe_mode == crate::config::HealthProbeMode::Shared,
+            shared_probe_port: g.shared_health_probe_port,
+            shared_probe_path: g.shared_health_probe_path.clone(),
+            nlb_security_groups_managed: g.nlb_security_group_managed,
+            rule_quota: g.security_group_rule_quota as usize,
+            nlb_backend_group: g.nlb_backend_security_group,
+        }
+    }
+}
+
+/// The cloud-config's defaults.
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            disable_security_group_ingress: false,
-            elb_security_group: None,
-            shared_health_probe: false,
-            shared_probe_port: 10256,
-            shared_probe_path: "/healthz".into(),
-            nlb_security_groups_managed: false,
-            rule_quota: crate::config::DEFAULT_RULE_QUOTA as usize,
-            nlb_backend_group: false,
-        }
+        Self::from(&crate::config::Global::default())
     }
 }
 
