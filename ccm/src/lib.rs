@@ -94,11 +94,12 @@ pub async fn run<P: CloudProvider>(
         metrics.leader.set(1);
     }
 
-    let shared = Shared { client, metrics: metrics.clone(), instance };
+    let nodes = controllers::cache::Watched::new(controllers::cache::slim_node);
+    let shared = Shared { client, metrics: metrics.clone(), instance, nodes: nodes.reader() };
     let controllers = CancellationToken::new();
     let failed = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    start_controllers(&config, &shared, &cloud, &controllers, &failed, &health, &mut tasks);
+    start_controllers(&config, &shared, nodes, &cloud, &controllers, &failed, &health, &mut tasks);
 
     let outcome = match elector.as_mut() {
         Some(elector) => tokio::select! {
@@ -139,12 +140,15 @@ pub async fn run<P: CloudProvider>(
     outcome
 }
 
-/// Starts each enabled controller as a task. A controller that panics (a bug in a reconcile)
-/// or stops while the process runs marks itself unhealthy on `/healthz` and cancels `failed`:
-/// the process then exits, handing the Lease over, instead of running on without it.
+/// Starts each enabled controller as a task, and the watch that fills the Node cache they share.
+/// A controller that panics (a bug in a reconcile) or stops while the process runs marks itself
+/// unhealthy on `/healthz` and cancels `failed`: the process then exits, handing the Lease over,
+/// instead of running on without it.
+#[allow(clippy::too_many_arguments)]
 fn start_controllers<P: CloudProvider>(
     config: &Config,
     shared: &Shared,
+    nodes: controllers::cache::Watched<k8s_openapi::api::core::v1::Node>,
     cloud: &Arc<P>,
     stop: &CancellationToken,
     failed: &CancellationToken,
@@ -180,7 +184,9 @@ fn start_controllers<P: CloudProvider>(
             workers: config.node_workers,
             status_update_frequency: config.node_status_update_frequency,
         };
-        let task = controllers::node::run(shared.clone(), cloud.clone(), settings, stop.clone().cancelled_owned());
+        let trigger = nodes.subscribe();
+        let task =
+            controllers::node::run(shared.clone(), cloud.clone(), settings, trigger, stop.clone().cancelled_owned());
         spawn(controllers::node::NAME, Box::pin(task));
     }
     if sets.cloud_node_lifecycle && cloud.instances().is_some() {
@@ -198,7 +204,14 @@ fn start_controllers<P: CloudProvider>(
             workers: config.service_workers,
             resync: config.load_balancer_resync_period,
         };
-        let task = controllers::service::run(shared.clone(), cloud.clone(), settings, stop.clone().cancelled_owned());
+        let node_changes = nodes.changes();
+        let task = controllers::service::run(
+            shared.clone(),
+            cloud.clone(),
+            settings,
+            node_changes,
+            stop.clone().cancelled_owned(),
+        );
         spawn(controllers::service::NAME, Box::pin(task));
     }
     if sets.route && config.configure_cloud_routes && cloud.routes().is_some() {
@@ -210,4 +223,13 @@ fn start_controllers<P: CloudProvider>(
         let task = controllers::route::run(shared.clone(), cloud.clone(), settings, stop.clone().cancelled_owned());
         spawn(controllers::route::NAME, Box::pin(task));
     }
+    // Every controller reads Nodes; it is reported on /healthz as the controllers are.
+    let api = kube::Api::all(shared.client.clone());
+    let stopped = stop.clone().cancelled_owned();
+    spawn(
+        "node-cache",
+        Box::pin(async move {
+            tokio::select! { () = nodes.run(api) => {}, () = stopped => {} }
+        }),
+    );
 }

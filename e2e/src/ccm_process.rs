@@ -225,6 +225,20 @@ impl CcmProcess {
         )
     }
 
+    /// The CCM's peak resident memory so far (`VmHWM` of the process itself, not its
+    /// supervisor), in MiB.
+    pub fn peak_rss_mib(&self) -> Result<f64> {
+        let pid = self.process.ready_value();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM line")?;
+        Ok(kib / 1024.0)
+    }
+
     /// Whether the CCM itself (not its supervisor) is still running: a process that exited
     /// but is not reaped yet (a zombie) is not.
     pub fn is_running(&self) -> bool {

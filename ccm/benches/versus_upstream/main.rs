@@ -13,6 +13,7 @@
 #[allow(unused_imports)]
 mod parity;
 
+mod nodes;
 mod scenarios;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ async fn run(full: bool) -> Result<()> {
         plane = back;
         if full {
             let (more, back) = scenarios::full(flavor.clone(), plane).await?;
+            (plane, measured) = (back, [measured, more].concat());
+            let (more, back) = nodes::run(&flavor, plane).await?;
             (plane, measured) = (back, [measured, more].concat());
         }
         for (name, value) in measured {

@@ -21,7 +21,7 @@ fn label(flavor: &CcmFlavor) -> &'static str {
     }
 }
 
-async fn side(flavor: &CcmFlavor, plane: ControlPlane, global: &'static str) -> Result<Side> {
+pub async fn side(flavor: &CcmFlavor, plane: ControlPlane, global: &'static str) -> Result<Side> {
     let batch = Batch { name: "bench", global, node_group: NodeGroup::Tagged, specs: Vec::new() };
     Side::new(label(flavor), plane, &batch).await
 }
@@ -120,12 +120,54 @@ async fn create_all(side: &Side, specs: &[Spec], first: usize) -> Result<usize> 
 /// quota of 60, for both CCMs).
 pub const BURST: usize = 100;
 
+/// Nodes of the burst and idle steps.
+const IDLE_NODES: usize = 100;
+/// How long the idle step watches, with every period ten times shorter than its default: the
+/// calls seen are those of an hour at the defaults.
+const IDLE: Duration = Duration::from_secs(360);
+
+/// Adds `count` instances and their initialized Nodes.
+async fn add_nodes(side: &mut Side, count: usize) -> Result<()> {
+    let ec2 = side.cluster.direct.ec2.clone();
+    let added = side.vpc.add_instances(&ec2, count, "t3.medium").await?;
+    let nodes = added.iter().map(|i| {
+        ccm_e2e::NodeRegistration::for_instance(i).with_provider_id(format!("aws:///{}/{}", i.zone, i.id)).initialized()
+    });
+    crate::nodes::register_all(&side.client, nodes).await
+}
+
+/// Every controller restarted over the burst's load balancers and the Nodes, with the periods
+/// that make a CCM call AWS while nothing changes ten times shorter than their defaults
+/// (addresses refreshed every 30 s instead of 5 min; ours re-ensures every load balancer every
+/// minute instead of 10, upstream never does): the calls in [`IDLE`] (6 minutes), once the
+/// restart's own sync is over, are those of an hour at the defaults.
+async fn idle(side: &mut Side, flavor: &CcmFlavor) -> Result<f64> {
+    let mut flags = vec!["--configure-cloud-routes=false", "--node-status-update-frequency=30s"];
+    if matches!(flavor, CcmFlavor::Ours(_)) {
+        flags.push("--load-balancer-resync-period=1m");
+    }
+    side.start_with(flavor.clone(), "cloud-node,cloud-node-lifecycle,service,route", &flags)?;
+    side.quiet(Duration::from_secs(8), Duration::from_secs(600)).await?;
+    side.cluster.proxy.reset_calls();
+    tokio::time::sleep(IDLE).await;
+    let proxy = &side.cluster.proxy;
+    eprintln!("{} idle: {:?}", side.label, proxy.summary());
+    if !proxy.mutating_calls().is_empty() {
+        bail!("{}: wrote to AWS while nothing changed: {:?}", side.label, proxy.mutating_calls());
+    }
+    let calls = proxy.calls().len() as f64;
+    side.start(flavor.clone())?;
+    Ok(calls)
+}
+
 /// The scenarios of the full run (`cargo bench`).
 pub async fn full(flavor: CcmFlavor, plane: ControlPlane) -> Result<(Figures, ControlPlane)> {
     let mut out = Figures::new();
 
     // A burst of Services created at once: wall time until all have an ingress, and their calls.
     let mut side = side(&flavor, plane, "ElbSecurityGroup = {sg:shared}\n").await?;
+    let more = IDLE_NODES - side.vpc.instances.len();
+    add_nodes(&mut side, more).await?;
     side.start(flavor.clone())?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let specs: Vec<Spec> = (0..BURST).map(|i| corpus::clb(leak(format!("burst-{i}"))).port(80)).collect();
@@ -137,6 +179,7 @@ pub async fn full(flavor: CcmFlavor, plane: ControlPlane) -> Result<(Figures, Co
     }
     out.push(("100 CLB Services at once: seconds until all have an ingress", started.elapsed().as_secs_f64()));
     record(&side, &mut out, "100 CLB Services at once: AWS calls", "100 CLB Services at once: mutating calls");
+    out.push(("idle hour, 100 CLB Services and 100 Nodes: AWS calls", idle(&mut side, &flavor).await?));
     side.cluster.proxy.reset_calls();
     let started = Instant::now();
     delete_all(&side, &specs).await?;

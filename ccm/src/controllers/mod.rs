@@ -1,6 +1,7 @@
 //! The four controllers, and which of them `--controllers` enables.
 
 mod backoff;
+pub mod cache;
 mod error;
 
 pub use error::ReconcileError;
@@ -121,34 +122,19 @@ mod tests {
     }
 }
 
-/// What every controller gets: the API client, the metrics, and this process's identity
-/// (the `reportingInstance` of its Events).
+/// What every controller gets: the API client, the metrics, this process's identity (the
+/// `reportingInstance` of its Events), and the one cache of all Nodes ([`cache::Watched`]; the
+/// process fills it while any controller runs).
 #[derive(Clone)]
 pub struct Shared {
     pub client: kube::Client,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub instance: String,
+    pub nodes: cache::Reader<k8s_openapi::api::core::v1::Node>,
 }
 
-/// A cache of all Nodes, and the stream that keeps it filled (poll it, or the cache stays
-/// empty): each controller that reads Nodes keeps its own.
-pub fn node_cache(
-    client: &kube::Client,
-) -> (
-    kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>,
-    impl futures::Stream<Item = Result<k8s_openapi::api::core::v1::Node, kube::runtime::watcher::Error>> + Send + 'static,
-) {
-    use kube::runtime::WatchStreamExt;
-    let (store, writer) = kube::runtime::reflector::store();
-    let api = kube::Api::all(client.clone());
-    let stream = kube::runtime::reflector::reflector(writer, kube::runtime::watcher(api, Default::default()))
-        .default_backoff()
-        .touched_objects();
-    (store, stream)
-}
-
-/// Runs `pass` every `period` over a cache of all Nodes, until `shutdown`: the shape of the
-/// lifecycle and route controllers, which act on the whole Node set rather than per object.
+/// Runs `pass` every `period` over the shared cache of all Nodes, until `shutdown`: the shape of
+/// the lifecycle and route controllers, which act on the whole Node set rather than per object.
 /// Each pass is timed into the reconcile metrics under `name`.
 pub async fn every_period_over_nodes<F, Fut>(
     shared: &Shared,
@@ -160,11 +146,9 @@ pub async fn every_period_over_nodes<F, Fut>(
     F: FnMut(kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Node>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    use futures::StreamExt;
-    let (store, node_events) = node_cache(&shared.client);
-    let watch = tokio::spawn(node_events.for_each(|_| async {}));
+    let store = shared.nodes.store.clone();
     let mut shutdown = std::pin::pin!(shutdown);
-    let stopped = tokio::select! { ready = store.wait_until_ready() => ready.is_err(), () = &mut shutdown => true };
+    let stopped = tokio::select! { ready = shared.nodes.ready() => !ready, () = &mut shutdown => true };
     if !stopped {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,5 +162,4 @@ pub async fn every_period_over_nodes<F, Fut>(
             shared.metrics.reconciled(name, started.elapsed().as_secs_f64());
         }
     }
-    watch.abort();
 }

@@ -1,7 +1,7 @@
 //! The cloud-node controller: initializes Nodes from the cloud and keeps their addresses fresh.
 //!
 //! # Watches
-//! Nodes.
+//! Nodes, through the cache every controller shares ([`super::cache`]).
 //!
 //! # Expected flow
 //! A Node carrying `node.cloudprovider.kubernetes.io/uninitialized` (a kubelet started with
@@ -28,7 +28,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, NodeAddress as K8sAddress};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ReflectHandle;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -73,9 +73,11 @@ pub async fn run<P: CloudProvider>(
     shared: Shared,
     cloud: Arc<P>,
     settings: Settings,
+    trigger: ReflectHandle<Node>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = shared.client.clone();
+    let nodes = shared.nodes.store.clone();
     let ctx = Arc::new(Context {
         events: Events::new(client.clone(), EVENT_SOURCE, &shared.instance),
         shared,
@@ -84,7 +86,7 @@ pub async fn run<P: CloudProvider>(
         refreshed: Mutex::default(),
         settings: settings.clone(),
     });
-    Controller::new(Api::<Node>::all(client), watcher::Config::default())
+    Controller::for_shared_stream(trigger, nodes)
         .with_config(ControllerConfig::default().concurrency(settings.workers))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -314,7 +316,17 @@ async fn maintain<P: CloudProvider>(node: &Node, ctx: &Context<P>) -> Result<Act
     if !left.is_zero() {
         return Ok(Action::requeue(left));
     }
-    let meta = ctx.instances().instance_metadata(&objects::node_info(node)).await?;
+    let meta = match ctx.instances().instance_metadata(&objects::node_info(node)).await {
+        Ok(meta) => meta,
+        // Another provider's Node: nothing to refresh, and no retry can change that; looked at
+        // again next period (as upstream does) rather than retried with backoff.
+        Err(err) if err.retry() == cloud_provider::Retry::Never => {
+            tracing::debug!(node = %name, %err, "addresses not refreshed");
+            ctx.refreshed.lock().expect("lock").insert(name, Instant::now());
+            return Ok(Action::requeue(period));
+        }
+        Err(err) => return Err(err.into()),
+    };
     let addresses = node_addresses(node, &meta)?;
     let current = objects::node_info(node).addresses;
     if sorted(&addresses) != sorted(&current) {

@@ -2,10 +2,11 @@
 //!
 //! A snapshot of every cluster-tagged instance (one paged DescribeInstances) answers lookups
 //! while it is younger than [`TTL`]; a lookup it cannot answer refreshes it, at most once per
-//! [`MIN_REFRESH`]. Concurrent callers share one refresh (the snapshot's lock is held while it
-//! runs). Instances the snapshot cannot know (not cluster-tagged) are asked for directly. So
-//! 100 Nodes joining at once cost one or two calls, not 100, and the lifecycle controller's
-//! checks of NotReady Nodes cost at most one call per [`TTL`] whatever their number.
+//! [`MIN_REFRESH`]: a lookup that misses sooner waits for the next refresh, which it shares with
+//! every other lookup missing meanwhile (the snapshot's lock is held while a refresh runs).
+//! Instances a fresh snapshot does not hold (not cluster-tagged, or gone) are asked for
+//! directly. So 500 Nodes joining at once cost a few calls, not 500, and the lifecycle
+//! controller's checks of NotReady Nodes cost at most one call per [`TTL`] whatever their number.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -59,20 +60,35 @@ impl InstanceCache {
     }
 
     pub async fn get(&self, key: &InstanceKey) -> Result<Option<Instance>, AwsError> {
-        {
-            let mut snapshot = self.snapshot.lock().await;
-            let age = snapshot.age();
-            if age.is_some_and(|a| a < TTL)
-                && let Some(found) = snapshot.get(key)
-            {
-                return Ok(Some(found));
-            }
-            if age.is_none_or(|a| a >= MIN_REFRESH) {
-                *snapshot = self.take_snapshot().await?;
-                if let Some(found) = snapshot.get(key) {
+        let mut seen = None;
+        loop {
+            let wait = {
+                let mut snapshot = self.snapshot.lock().await;
+                let age = snapshot.age();
+                if age.is_some_and(|a| a < TTL)
+                    && let Some(found) = snapshot.get(key)
+                {
                     return Ok(Some(found));
                 }
-            }
+                // A snapshot taken since this lookup first missed has answered it already.
+                if seen.is_some() && snapshot.taken != seen {
+                    break;
+                }
+                match age {
+                    Some(age) if age < MIN_REFRESH => MIN_REFRESH - age,
+                    _ => {
+                        *snapshot = self.take_snapshot().await?;
+                        if let Some(found) = snapshot.get(key) {
+                            return Ok(Some(found));
+                        }
+                        break;
+                    }
+                }
+            };
+            // Too soon to refresh: every lookup that misses meanwhile (Nodes joining together)
+            // waits for the one refresh that comes when the snapshot is old enough.
+            seen = self.snapshot.lock().await.taken;
+            tokio::time::sleep(wait).await;
         }
         self.direct(key).await
     }

@@ -1,7 +1,7 @@
 //! The service controller: a load balancer for every `type: LoadBalancer` Service.
 //!
 //! # Watches
-//! Services, and Nodes (through a reflector): a change of the *eligible* node set (see
+//! Services, and Nodes (through the cache every controller shares, [`super::cache`]): a change of the *eligible* node set (see
 //! [`crate::objects::is_lb_eligible`]) re-examines every Service, but only the Services whose
 //! last-synced node set differs get a call, and it is `update_hosts`, not a full ensure.
 //!
@@ -42,10 +42,10 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::backoff::Backoff;
+use super::cache::{self, Watched};
 use super::{ReconcileError, Shared};
 use crate::events::Events;
 use crate::objects::{self, LB_CLEANUP_FINALIZER};
@@ -93,16 +93,20 @@ pub async fn run<P: CloudProvider>(
     shared: Shared,
     cloud: Arc<P>,
     settings: Settings,
+    node_changes: tokio::sync::watch::Receiver<u64>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = shared.client.clone();
-    let (nodes, node_events) = super::node_cache(&client);
+    let nodes = shared.nodes.store.clone();
     let (trigger, triggers) = futures::channel::mpsc::channel::<()>(1);
-    let node_watch = tokio::spawn(watch_node_set(node_events, nodes.clone(), trigger));
-    if nodes.wait_until_ready().await.is_err() {
-        tracing::error!("node reflector stopped before it was ready");
+    let node_watch = tokio::spawn(watch_node_set(node_changes, nodes.clone(), trigger));
+    if !shared.nodes.ready().await {
+        tracing::error!("node cache stopped before it was ready");
         return;
     }
+    let services = Watched::new(cache::slim_service);
+    let (service_store, service_trigger) = (services.reader().store, services.subscribe());
+    let service_watch = tokio::spawn(services.run(Api::<Service>::all(client.clone())));
 
     let events = Events::new(client.clone(), EVENT_SOURCE, &shared.instance);
     let ctx = Arc::new(Context {
@@ -115,7 +119,7 @@ pub async fn run<P: CloudProvider>(
         clock: ResyncClock::new(Instant::now(), settings.resync),
         settings: settings.clone(),
     });
-    Controller::new(Api::<Service>::all(client), watcher::Config::default())
+    Controller::for_shared_stream(service_trigger, service_store)
         .with_config(ControllerConfig::default().concurrency(settings.workers))
         .reconcile_all_on(triggers)
         .graceful_shutdown_on(shutdown)
@@ -127,6 +131,7 @@ pub async fn run<P: CloudProvider>(
         })
         .await;
     node_watch.abort();
+    service_watch.abort();
 }
 
 /// Sends a trigger whenever the Nodes that matter for load balancers change, as upstream
@@ -134,17 +139,12 @@ pub async fn run<P: CloudProvider>(
 /// The autoscaler's `ToBeDeletedByClusterAutoscaler` taint is not a trigger (connection
 /// draining), though every sync that happens leaves such a Node out.
 async fn watch_node_set(
-    events: impl futures::Stream<Item = Result<Node, watcher::Error>>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
     store: Store<Node>,
     mut trigger: futures::channel::mpsc::Sender<()>,
 ) {
     let mut last = None;
-    let mut events = std::pin::pin!(events);
-    while let Some(event) = events.next().await {
-        if let Err(err) = event {
-            tracing::warn!(%err, "node watch");
-            continue;
-        }
+    while changes.changed().await.is_ok() {
         let current: NodeSet = store
             .state()
             .iter()
