@@ -152,6 +152,9 @@ impl AwsLoadBalancers {
         let rules = !self.settings.disable_security_group_ingress;
         let own = plan::uses_own_group(d, lb.as_ref());
         let vpc = if rules || own { self.vpc_groups().await? } else { Vec::new() };
+        let classic_group = names::classic_security_group_name(&names::load_balancer_name(&cfg.uid));
+        o.classic_leftover =
+            vpc.iter().any(|g| g.group_name() == Some(classic_group.as_str()) && self.is_owned_group(g));
         if own {
             let named = |name: &str| vpc.iter().find(|g| g.group_name() == Some(name)).cloned();
             o.own_group = named(&d.group_name);
@@ -234,7 +237,12 @@ impl AwsLoadBalancers {
         nodes: &[NodeInfo],
     ) -> Result<LoadBalancerStatus, CloudError> {
         let d = self.nlb_desired(cfg, cluster_name);
-        let o = self.nlb_observe(&d, nodes).await?;
+        let mut o = self.nlb_observe(&d, nodes).await?;
+        if o.classic_leftover {
+            tracing::info!(service = %format!("{}/{}", cfg.namespace, cfg.name), "deleting what a Classic ELB attempt left for this Service");
+            self.classic_delete(&cfg.uid).await?;
+            o = self.nlb_observe(&d, nodes).await?;
+        }
         let applied = self.apply(&plan::ensure(&d, &o)?).await?;
         let Some(lb) = o.lb.or(applied.nlb) else {
             return Err(CloudError::transient("aws/nlb.ensure", "CreateLoadBalancer returned nothing"));

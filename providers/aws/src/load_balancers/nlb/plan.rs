@@ -62,6 +62,10 @@ pub(crate) struct Observed {
     pub node_groups: Vec<SecurityGroup>,
     /// Every group tagged for the cluster (this NLB's rules are removed from the others).
     pub cluster_groups: Vec<SecurityGroup>,
+    /// The Service's Classic ELB group exists, owned by the cluster: left by a Classic ELB
+    /// whose making was cut short before the Service became an NLB. Not planned here: the
+    /// Classic ELB's deletion removes it (and any rule naming it) before the NLB is planned.
+    pub classic_leftover: bool,
 }
 
 /// Which managed group the NLB uses: `None` unless `NLBSecurityGroupMode = Managed`; never one
