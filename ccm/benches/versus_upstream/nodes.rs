@@ -240,11 +240,13 @@ async fn register_kubelet_node(client: &kube::Client, i: usize) -> Result<()> {
     Ok(())
 }
 
-/// A ClusterIP Service as `kubectl apply` leaves it: its last applied configuration in an
-/// annotation.
+/// A ClusterIP (headless) Service as `kubectl apply` leaves it: its last applied configuration
+/// in an annotation.
 fn applied_service(i: usize) -> Service {
     let name = format!("app-{i}");
+    // Headless: the harness's service range has room for only 254 cluster IPs.
     let spec = serde_json::json!({
+        "clusterIP": "None",
         "selector": {"app": name},
         "ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"name": "metrics", "port": 9090}],
     });

@@ -125,6 +125,8 @@ const IDLE_NODES: usize = 100;
 /// How long the idle step watches, with every period ten times shorter than its default: the
 /// calls seen are those of an hour at the defaults.
 const IDLE: Duration = Duration::from_secs(360);
+/// How long a restarted CCM is left to finish its first sync of every load balancer.
+const RESTART_SYNC: Duration = Duration::from_secs(120);
 
 /// Adds `count` instances and their initialized Nodes.
 async fn add_nodes(side: &mut Side, count: usize) -> Result<()> {
@@ -141,23 +143,27 @@ async fn add_nodes(side: &mut Side, count: usize) -> Result<()> {
 /// (addresses refreshed every 30 s instead of 5 min; ours re-ensures every load balancer every
 /// minute instead of 10, upstream never does): the calls in [`IDLE`] (6 minutes), once the
 /// restart's own sync is over, are those of an hour at the defaults.
-async fn idle(side: &mut Side, flavor: &CcmFlavor) -> Result<f64> {
+async fn idle(side: &mut Side, flavor: &CcmFlavor) -> Result<(f64, f64)> {
     let mut flags = vec!["--configure-cloud-routes=false", "--node-status-update-frequency=30s"];
     if matches!(flavor, CcmFlavor::Ours(_)) {
         flags.push("--load-balancer-resync-period=1m");
     }
     side.start_with(flavor.clone(), "cloud-node,cloud-node-lifecycle,service,route", &flags)?;
+    // Both CCMs re-ensure every load balancer once when they start (upstream's single worker
+    // takes about a minute for 100, and writes each ELB's attributes again): not idle yet.
+    tokio::time::sleep(RESTART_SYNC).await;
     side.quiet(Duration::from_secs(8), Duration::from_secs(600)).await?;
     side.cluster.proxy.reset_calls();
     tokio::time::sleep(IDLE).await;
     let proxy = &side.cluster.proxy;
     eprintln!("{} idle: {:?}", side.label, proxy.summary());
-    if !proxy.mutating_calls().is_empty() {
-        bail!("{}: wrote to AWS while nothing changed: {:?}", side.label, proxy.mutating_calls());
+    let writes = proxy.mutating_calls().len();
+    if writes > 0 && matches!(flavor, CcmFlavor::Ours(_)) {
+        bail!("{}: wrote to AWS while nothing changed: {:?}", side.label, proxy.summary());
     }
     let calls = proxy.calls().len() as f64;
     side.start(flavor.clone())?;
-    Ok(calls)
+    Ok((calls, writes as f64))
 }
 
 /// The scenarios of the full run (`cargo bench`).
@@ -179,7 +185,9 @@ pub async fn full(flavor: CcmFlavor, plane: ControlPlane) -> Result<(Figures, Co
     }
     out.push(("100 CLB Services at once: seconds until all have an ingress", started.elapsed().as_secs_f64()));
     record(&side, &mut out, "100 CLB Services at once: AWS calls", "100 CLB Services at once: mutating calls");
-    out.push(("idle hour, 100 CLB Services and 100 Nodes: AWS calls", idle(&mut side, &flavor).await?));
+    let (calls, writes) = idle(&mut side, &flavor).await?;
+    out.push(("idle hour, 100 CLB Services and 100 Nodes: AWS calls", calls));
+    out.push(("idle hour, 100 CLB Services and 100 Nodes: mutating calls", writes));
     side.cluster.proxy.reset_calls();
     let started = Instant::now();
     delete_all(&side, &specs).await?;
