@@ -162,7 +162,10 @@ async fn idle(side: &mut Side, flavor: &CcmFlavor) -> Result<(f64, f64)> {
         bail!("{}: wrote to AWS while nothing changed: {:?}", side.label, proxy.summary());
     }
     let calls = proxy.calls().len() as f64;
+    // Back to the service controller alone, its own first sync over before the next step.
     side.start(flavor.clone())?;
+    tokio::time::sleep(RESTART_SYNC).await;
+    side.quiet(QUIET, Duration::from_secs(600)).await?;
     Ok((calls, writes as f64))
 }
 
