@@ -1,5 +1,6 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -25,7 +26,11 @@ impl ChildProcess {
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path, limit: Duration) -> Result<Self> {
         let log_path = log_dir.join(format!("{name}-{}.log", std::process::id()));
         let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        // A process group of its own: Ctrl-C in a terminal signals the whole foreground group,
+        // and a helper must not die under the sandbox while it still cleans up through it (the
+        // closing stdin stops the helper when its parent goes, whatever the signal).
         let mut child = command
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -120,6 +120,9 @@ async fn main() -> Result<()> {
         envs = aws.env();
     }
     let mut command = Command::new(&ccm_binary);
+    // Out of the terminal's process group (Ctrl-C reaches the sandbox alone, which deletes the
+    // Service through this CCM, then stops it); dropping `CcmProcess` stops it in any case.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
         .args(&flags)
         .args(["--bind-address=127.0.0.1", "--node-monitor-period=2s"])
