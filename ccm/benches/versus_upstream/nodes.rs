@@ -26,7 +26,7 @@ const PARALLEL: usize = 32;
 const NAMESPACE: &str = "bench-memory";
 /// The controllers that read Nodes (routes off: the Nodes have no pod CIDRs anyway).
 const NODE_CONTROLLERS: &str = "cloud-node,cloud-node-lifecycle";
-const EVERY_CONTROLLER: &str = "cloud-node,cloud-node-lifecycle,service,route";
+pub const EVERY_CONTROLLER: &str = "cloud-node,cloud-node-lifecycle,service,route";
 
 pub async fn run(flavor: &CcmFlavor, plane: ControlPlane) -> Result<(Figures, ControlPlane)> {
     let mut out = Figures::new();

@@ -148,7 +148,7 @@ async fn idle(side: &mut Side, flavor: &CcmFlavor) -> Result<(f64, f64)> {
     if matches!(flavor, CcmFlavor::Ours(_)) {
         flags.push("--load-balancer-resync-period=1m");
     }
-    side.start_with(flavor.clone(), "cloud-node,cloud-node-lifecycle,service,route", &flags)?;
+    side.start_with(flavor.clone(), crate::nodes::EVERY_CONTROLLER, &flags)?;
     // Both CCMs re-ensure every load balancer once when they start (upstream's single worker
     // takes about a minute for 100, and writes each ELB's attributes again): not idle yet.
     tokio::time::sleep(RESTART_SYNC).await;

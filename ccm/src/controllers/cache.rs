@@ -71,8 +71,12 @@ where
         Self { store, writer, changed: watch::channel(0).0, ready: watch::channel(false).0, slim }
     }
 
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
     pub fn reader(&self) -> Reader<K> {
-        Reader { store: self.store.clone(), ready: self.ready.subscribe() }
+        Reader { store: self.store(), ready: self.ready.subscribe() }
     }
 
     /// Every object as it is added or changed (and all of them once the first list is in): a

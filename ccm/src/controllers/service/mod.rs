@@ -105,7 +105,7 @@ pub async fn run<P: CloudProvider>(
         return;
     }
     let services = Watched::new(cache::slim_service);
-    let (service_store, service_trigger) = (services.reader().store, services.subscribe());
+    let (service_store, service_trigger) = (services.store(), services.subscribe());
     let service_watch = tokio::spawn(services.run(Api::<Service>::all(client.clone())));
 
     let events = Events::new(client.clone(), EVENT_SOURCE, &shared.instance);
