@@ -100,6 +100,7 @@ pub fn service_info(service: &Service) -> ServiceInfo {
         session_affinity_client_ip: spec.session_affinity.as_deref() == Some("ClientIP"),
         load_balancer_ip: spec.load_balancer_ip,
         current_ingress: current_ingress(service),
+        periodic: false,
     }
 }
 

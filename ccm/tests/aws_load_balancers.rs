@@ -14,6 +14,9 @@ use support::ground::{Ground, ground, ground_prepared};
 use support::services::{lb_name, lb_service as service};
 use support::{event_reasons, eventually};
 
+/// The service controller's count of full ensures (periodic ones included).
+const LB_SYNCS: &str = "service_controller_loadbalancer_sync_total";
+
 const NLB: (&str, &str) = ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb");
 
 /// The AWS call budget of one operation (the numbers are in docs/load-balancers.md).
@@ -97,10 +100,11 @@ async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()>
     // Steady state: re-ensured every 3 s, without a single mutating call.
     tokio::time::sleep(Duration::from_secs(2)).await;
     g.cluster.proxy.reset_calls();
+    let before = g.ccm.metric(LB_SYNCS)?;
     tokio::time::sleep(Duration::from_secs(7)).await;
     let steady = g.cluster.proxy.summary();
     eprintln!("CLB steady state (7 s, resync every 3 s): {steady:?}");
-    assert!(g.cluster.proxy.count(AwsService::Elb, "DescribeLoadBalancers") >= 2, "re-ensured: {steady:?}");
+    assert!(g.ccm.metric(LB_SYNCS)? - before >= 2.0, "re-ensured: {steady:?}");
     assert_eq!(g.cluster.proxy.mutating_calls(), [], "nothing changed, so nothing is written");
 
     g.cluster.proxy.reset_calls();
@@ -157,9 +161,10 @@ async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<
     // Steady state: re-ensured every 3 s without a mutating call.
     tokio::time::sleep(Duration::from_secs(2)).await;
     g.cluster.proxy.reset_calls();
+    let before = g.ccm.metric(LB_SYNCS)?;
     tokio::time::sleep(Duration::from_secs(7)).await;
     eprintln!("NLB steady state (7 s, resync every 3 s): {:?}", g.cluster.proxy.summary());
-    assert!(g.cluster.proxy.count(AwsService::Elbv2, "DescribeLoadBalancers") >= 2, "re-ensured");
+    assert!(g.ccm.metric(LB_SYNCS)? - before >= 2.0, "re-ensured");
     assert_eq!(g.cluster.proxy.mutating_calls(), [], "nothing changed, so nothing is written");
 
     g.cluster.proxy.reset_calls();
@@ -496,26 +501,71 @@ async fn nlb_eips_managed_security_group_and_nodes_following() -> Result<()> {
     Ok(())
 }
 
-/// Periodic re-ensures of many Services share their describes (up to 20 names a call).
+/// Periodic re-ensures of many Services share their readings (the VPC's Classic ELBs with their
+/// tags, its security groups; attributes read on every second tick): at most one AWS call per
+/// load balancer per tick, and drift is still repaired.
 #[tokio::test]
-async fn periodic_re_ensures_batch_their_describes() -> Result<()> {
+async fn periodic_re_ensures_share_their_readings() -> Result<()> {
     let g = ground("batch", 1, "").await?;
     for i in 0..8 {
         g.services().create(&PostParams::default(), &service(&format!("many-{i}"), &[], &[(80, "TCP")])).await?;
     }
+    let mut names = Vec::new();
     for i in 0..8 {
         g.hostname(&format!("many-{i}")).await?;
+        names.push(lb_name(&g.services().get(&format!("many-{i}")).await?));
     }
-    // Two resync ticks (3 s each) with nothing changed.
+    // Three resync ticks (3 s each) with nothing changed.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = g.ccm.metric(LB_SYNCS)?;
     g.cluster.proxy.reset_calls();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let describes = g.cluster.proxy.count(AwsService::Elb, "DescribeLoadBalancers");
-    eprintln!("8 Classic ELBs, 6 s of resyncs: {describes} DescribeLoadBalancers; {:?}", g.cluster.proxy.summary());
-    assert!(describes >= 1, "they were re-ensured");
-    let ensures = g.cluster.proxy.count(AwsService::Elb, "DescribeLoadBalancerAttributes");
-    assert!(describes < ensures, "{describes} DescribeLoadBalancers for {ensures} re-ensures: not batched");
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let ensures = g.ccm.metric(LB_SYNCS)? - before;
+    let calls = g.cluster.proxy.calls().len() as f64;
+    eprintln!(
+        "8 Classic ELBs, 9 s of resyncs: {calls} calls for {ensures} re-ensures; {:?}",
+        g.cluster.proxy.summary()
+    );
+    assert!(ensures >= 16.0, "each re-ensured on at least two ticks: {ensures}");
+    assert!(calls <= ensures, "{calls} AWS calls for {ensures} periodic re-ensures: more than one each");
     assert_eq!(g.cluster.proxy.mutating_calls(), [], "nothing changed");
+
+    // Drift is repaired: an idle timeout changed behind the CCM's back within two ticks, a
+    // removed node rule on the next.
+    let elb = &g.cluster.direct.elb;
+    let drifted = aws_sdk_elasticloadbalancing::types::LoadBalancerAttributes::builder()
+        .connection_settings(
+            aws_sdk_elasticloadbalancing::types::ConnectionSettings::builder().idle_timeout(300).build()?,
+        )
+        .build();
+    elb.modify_load_balancer_attributes()
+        .load_balancer_name(&names[0])
+        .load_balancer_attributes(drifted)
+        .send()
+        .await?;
+    let ec2 = &g.cluster.direct.ec2;
+    let node_group = g.vpc.node_security_group_id.clone();
+    let described = elb.describe_load_balancers().load_balancer_names(&names[0]).send().await?;
+    let elb_group = described.load_balancer_descriptions()[0].security_groups()[0].clone();
+    let admits = |permissions: &[aws_sdk_ec2::types::IpPermission]| {
+        permissions.iter().flat_map(|p| p.user_id_group_pairs()).any(|p| p.group_id() == Some(elb_group.as_str()))
+    };
+    let before = ec2.describe_security_groups().group_ids(&node_group).send().await?;
+    assert!(admits(before.security_groups()[0].ip_permissions()), "the node group admits the ELB's group");
+    let rule = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("-1")
+        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&elb_group).build())
+        .build();
+    ec2.revoke_security_group_ingress().group_id(&node_group).ip_permissions(rule).send().await?;
+    eventually("drift repaired", WAIT, || async {
+        let a = elb.describe_load_balancer_attributes().load_balancer_name(&names[0]).send().await?;
+        let idle = a.load_balancer_attributes().and_then(|a| a.connection_settings()).map(|c| c.idle_timeout());
+        let now = ec2.describe_security_groups().group_ids(&node_group).send().await?;
+        Ok((idle == Some(60) && admits(now.security_groups()[0].ip_permissions())).then_some(()))
+    })
+    .await
+    .with_context(|| g.ccm.log_tail(40))?;
+
     for i in 0..8 {
         g.services().delete(&format!("many-{i}"), &DeleteParams::default()).await?;
     }
@@ -679,14 +729,23 @@ async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_
         ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared),
         "the second Service's traffic was cut"
     );
-    // The last two at once: deleted concurrently, each sees the other still there when it
-    // starts, and yet the rule must go with the last of them.
+    // A Service made after that deletion looked (which remembered the second and third as the
+    // group's users) keeps the rule when those two go.
+    g.services().create(&PostParams::default(), &service("fourth", &[], &[(80, "TCP")])).await?;
+    g.hostname("fourth").await?;
+    // Two at once: deleted concurrently, each sees the other still there when it starts.
     services.delete("second", &DeleteParams::default()).await?;
     services.delete("third", &DeleteParams::default()).await?;
     eventually("second and third gone", WAIT, || async {
         Ok((services.get_opt("second").await?.is_none() && services.get_opt("third").await?.is_none()).then_some(()))
     })
     .await?;
+    assert!(
+        ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared),
+        "the fourth Service's traffic was cut"
+    );
+    // The rule goes with the last of them.
+    g.delete_service("fourth").await?;
     assert!(!ingress_of(&g.cluster, &g.vpc.node_security_group_id).await?.contains(&from_shared), "left behind");
     g.cluster.assert_nothing_left().await
 }

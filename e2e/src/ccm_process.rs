@@ -202,6 +202,16 @@ impl CcmProcess {
         Ok(out)
     }
 
+    /// The value of an unlabelled metric (a counter's `…_total` line, say) on `/metrics`.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let text = self.metrics()?;
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .with_context(|| format!("no metric {name} on /metrics"))?;
+        Ok(line.split_whitespace().nth(1).unwrap_or_default().parse()?)
+    }
+
     /// SIGKILL to the CCM (a crash, not a shutdown), and waits until it is gone.
     pub fn kill(&mut self) {
         let _ = Command::new("kill").args(["-KILL", self.process.ready_value()]).status();

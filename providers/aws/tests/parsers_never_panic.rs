@@ -82,6 +82,7 @@ fn service() -> impl Strategy<Value = ServiceInfo> {
             session_affinity_client_ip: affinity,
             load_balancer_ip: ip,
             current_ingress: Vec::new(),
+            periodic: false,
         })
 }
 

@@ -22,6 +22,10 @@ pub struct ServiceInfo {
     pub load_balancer_ip: Option<String>,
     /// `status.loadBalancer.ingress` as currently recorded.
     pub current_ingress: Vec<IngressPoint>,
+    /// This ensure is the periodic drift check of a Service unchanged since its last successful
+    /// ensure (`--load-balancer-resync-period`): the provider may answer it from readings shared
+    /// by the Services re-ensured on the same tick, seconds old, instead of reading per Service.
+    pub periodic: bool,
 }
 
 impl ServiceInfo {

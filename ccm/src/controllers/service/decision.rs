@@ -90,9 +90,10 @@ pub fn sync(service: &Service) -> Sync {
 /// What a Service that wants a load balancer needs now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ensure {
-    /// A full ensure: first time, a relevant field changed, the finalizer is missing, or a
-    /// periodic re-ensure is due.
+    /// A full ensure: first time, a relevant field changed, or the finalizer is missing.
     Full,
+    /// A full ensure because the periodic re-ensure is due, nothing in the Service changed.
+    Periodic,
     /// Only the node set changed (or the Service is invalid, which a re-ensure cannot fix):
     /// update the hosts, then look again after this long (`None`: on the next change).
     Hosts(Option<Duration>),
@@ -113,7 +114,7 @@ pub fn ensure(
     if prev.nodes != *nodes && (!due || prev.invalid) {
         return Ensure::Hosts(clock.next(prev.at, now));
     }
-    if due { Ensure::Full } else { Ensure::Nothing(clock.next(prev.at, now)) }
+    if due { Ensure::Periodic } else { Ensure::Nothing(clock.next(prev.at, now)) }
 }
 
 #[cfg(test)]
@@ -157,9 +158,9 @@ mod tests {
         );
         // Nodes changed: hosts only.
         assert!(matches!(ensure(Some(&prev), 7, true, &grown, &clock, at(30)), Ensure::Hosts(Some(_))));
-        // A tick passed: full, and it takes the node change along.
-        assert_eq!(ensure(Some(&prev), 7, true, &grown, &clock, at(61)), Ensure::Full);
-        assert_eq!(ensure(Some(&prev), 7, true, &same, &clock, at(61)), Ensure::Full);
+        // A tick passed: a full (periodic) ensure, and it takes the node change along.
+        assert_eq!(ensure(Some(&prev), 7, true, &grown, &clock, at(61)), Ensure::Periodic);
+        assert_eq!(ensure(Some(&prev), 7, true, &same, &clock, at(61)), Ensure::Periodic);
         // An invalid Service gets host updates even when a re-ensure is due.
         let invalid = Synced { invalid: true, ..prev.clone() };
         assert!(matches!(ensure(Some(&invalid), 7, true, &grown, &clock, at(61)), Ensure::Hosts(_)));

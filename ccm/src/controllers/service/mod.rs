@@ -201,7 +201,7 @@ fn error_policy<P: CloudProvider>(service: Arc<Service>, err: &ReconcileError, c
 async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result<Action, ReconcileError> {
     let key = key(service);
     let object = service.object_ref(&());
-    let info = objects::service_info(service);
+    let mut info = objects::service_info(service);
     let fingerprint = fingerprint(service);
     let nodes = eligible_nodes(&ctx.nodes);
     let node_set = node_key(&nodes);
@@ -209,6 +209,7 @@ async fn ensure<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> Result
     let has_finalizer = objects::has_finalizer(service, LB_CLEANUP_FINALIZER);
     match decision::ensure(previous.as_ref(), fingerprint, has_finalizer, &node_set, &ctx.clock, Instant::now()) {
         Ensure::Full => {}
+        Ensure::Periodic => info.periodic = true,
         Ensure::Nothing(after) => return Ok(requeue(after)),
         Ensure::Hosts(after) => {
             let previous = previous.expect("a host update follows an ensure");

@@ -93,11 +93,15 @@ impl AwsLoadBalancers {
     }
 
     async fn apply_one(&self, action: &Action, applied: &mut Applied) -> Result<(), CloudError> {
-        match action.operation().name.split_once('.').map(|(service, _)| service) {
+        // Noted before and after: a shared reading taken while the write ran is not reused.
+        self.tick.written(action);
+        let result = match action.operation().name.split_once('.').map(|(service, _)| service) {
             Some("aws/ec2") => self.apply_ec2(action, applied).await,
             Some("aws/elb") => self.apply_elb(action, applied).await,
             _ => self.apply_elbv2(action, applied).await,
-        }
+        };
+        self.tick.written(action);
+        result
     }
 
     /// Security groups and their rules.

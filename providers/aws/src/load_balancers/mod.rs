@@ -19,6 +19,7 @@ mod plan_fixtures;
 pub mod security_groups;
 pub mod service_config;
 pub mod subnets;
+mod tick;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -96,8 +97,11 @@ pub struct AwsLoadBalancers {
     ensured: std::sync::Mutex<HashMap<String, Kind>>,
     /// Held by a Classic ELB deletion from "does another load balancer still use this given
     /// group?" until its DeleteLoadBalancer: the last of several concurrent deletions of ELBs
-    /// sharing a group then sees the others gone and revokes the group's node rule.
-    pub(crate) shared_group_deletions: tokio::sync::Mutex<()>,
+    /// sharing a group then sees the others gone and revokes the group's node rule. Holds, per
+    /// shared group, this cluster's Classic ELBs last seen using it (see `classic_delete`).
+    pub(crate) shared_group_deletions: tokio::sync::Mutex<HashMap<String, Vec<String>>>,
+    /// Readings shared by the periodic re-ensures of one tick (see `tick.rs`).
+    pub(crate) tick: tick::TickReadings,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,6 +147,7 @@ impl AwsLoadBalancers {
             nlb_batch,
             ensured: Default::default(),
             shared_group_deletions: Default::default(),
+            tick: Default::default(),
         }
     }
 
@@ -302,13 +307,13 @@ impl LoadBalancers for AwsLoadBalancers {
                 if !same_as_before && self.nlb_describe(&name).await?.is_some() {
                     self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?;
                 }
-                self.classic_ensure(&cfg, nodes).await?
+                self.classic_ensure(&cfg, nodes, service.periodic).await?
             }
             Kind::Nlb => {
                 if !same_as_before && self.classic_describe(&name).await.map_err(from_aws)?.is_some() {
                     self.classic_delete(&cfg.uid).await?;
                 }
-                self.nlb_ensure(&cfg, cluster, nodes).await?
+                self.nlb_ensure(&cfg, cluster, nodes, service.periodic).await?
             }
         };
         self.ensured.lock().expect("lock").insert(cfg.uid.clone(), cfg.kind);
@@ -357,7 +362,7 @@ impl LoadBalancers for AwsLoadBalancers {
         };
         match cfg.kind {
             Kind::Classic => self.classic_update_hosts(&cfg, nodes).await,
-            Kind::Nlb => self.nlb_ensure(&cfg, cluster, nodes).await.map(|_| ()),
+            Kind::Nlb => self.nlb_ensure(&cfg, cluster, nodes, false).await.map(|_| ()),
         }
     }
 

@@ -298,6 +298,19 @@ impl AwsLoadBalancers {
         Ok(self.ec2.security_groups(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?)
     }
 
+    /// Every group of the VPC: for a periodic re-ensure, the reading shared by its tick (see
+    /// `tick.rs`); otherwise read afresh.
+    pub(crate) async fn vpc_groups_for(
+        &self,
+        periodic: bool,
+    ) -> Result<std::sync::Arc<Vec<SecurityGroup>>, CloudError> {
+        if periodic {
+            self.tick.groups.get(|| async { Ok(std::sync::Arc::new(self.vpc_groups().await?)) }).await
+        } else {
+            Ok(std::sync::Arc::new(self.vpc_groups().await?))
+        }
+    }
+
     pub(crate) fn is_cluster_group(&self, g: &SecurityGroup) -> bool {
         self.cluster.is_cluster(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
     }

@@ -8,7 +8,8 @@ pub(crate) mod plan;
 #[cfg(test)]
 mod plan_tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use aws_sdk_ec2::types::SecurityGroup;
 use aws_sdk_elasticloadbalancing::types::LoadBalancerDescription;
@@ -17,7 +18,7 @@ use cloud_provider::{CloudError, IngressPoint, LoadBalancerStatus, NodeInfo};
 use super::plan::{Action, Change, GroupRef};
 use super::security_groups::{self, Rule};
 use super::service_config::LbConfig;
-use super::{AwsLoadBalancers, names};
+use super::{AwsLoadBalancers, names, tick};
 use crate::errors::AwsError;
 use plan::{Desired, Observed};
 
@@ -43,15 +44,31 @@ impl AwsLoadBalancers {
 
     /// Reads everything planning a Classic ELB for `cfg` needs. `full`: also what only a full
     /// ensure needs (subnets, tags, attributes, its own group); otherwise only the targets.
-    async fn classic_observe(&self, cfg: &LbConfig, nodes: &[NodeInfo], full: bool) -> Result<Observed, CloudError> {
+    /// `periodic`: for a periodic re-ensure, which shares what it can with the others of its
+    /// tick (see `tick.rs`).
+    async fn classic_observe(
+        &self,
+        cfg: &LbConfig,
+        nodes: &[NodeInfo],
+        full: bool,
+        periodic: bool,
+    ) -> Result<Observed, CloudError> {
         let name = names::load_balancer_name(&cfg.uid);
-        let lb = self.classic_describe(&name).await?;
+        let shared = if periodic {
+            self.tick.classic.get(|| self.classic_vpc_listing()).await?.get(&name).cloned()
+        } else {
+            None
+        };
+        let (lb, tags) = match shared {
+            Some((lb, tags)) => (Some(lb), Some(tags)),
+            None => (self.classic_describe(&name).await?, None),
+        };
         let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
         let own_group_used = cfg.security_groups.is_empty() && self.settings.elb_security_group.is_none();
         let rules = !self.settings.disable_security_group_ingress;
         // A full ensure reads every group it needs in one VPC-wide call: the Nodes', its own
         // (by name) and those with rules from its own.
-        let vpc = if full && (rules || own_group_used) { Some(self.vpc_groups().await?) } else { None };
+        let vpc = if full && (rules || own_group_used) { Some(self.vpc_groups_for(periodic).await?) } else { None };
         let node_groups = match (&vpc, rules) {
             (_, false) => Vec::new(),
             (Some(all), true) => self.pick_node_groups(&instances, all),
@@ -69,8 +86,12 @@ impl AwsLoadBalancers {
                 observed.own_group = all.iter().find(|g| g.group_name() == Some(own.as_str())).cloned();
             }
             if lb.is_some() {
-                observed.tags = self.classic_tags(&name).await?;
-                observed.attributes = self.elb.attributes(&name).await?;
+                observed.tags = match tags {
+                    Some(tags) => tags,
+                    None => self.classic_tags(&name).await?,
+                };
+                observed.attributes =
+                    self.tick.classic_attributes.get(&name, periodic, self.elb.attributes(&name)).await?;
             }
         }
         let own_group_id = match (&observed.own_group, &lb) {
@@ -92,18 +113,33 @@ impl AwsLoadBalancers {
     }
 
     async fn classic_tags(&self, name: &str) -> Result<Vec<(String, String)>, CloudError> {
-        Ok(self
+        Ok(self.elb.tags(vec![name.to_string()]).await?.iter().flat_map(|d| tag_pairs(d.tags())).collect())
+    }
+
+    /// The VPC's Classic ELBs with their tags, by name: what the periodic re-ensures of one
+    /// tick share (one `DescribeLoadBalancers` per 400 load balancers, one `DescribeTags` per 20).
+    async fn classic_vpc_listing(&self) -> Result<Arc<HashMap<String, tick::ClassicEntry>>, CloudError> {
+        let mut found: HashMap<String, tick::ClassicEntry> = self
             .elb
-            .tags(vec![name.to_string()])
+            .all_load_balancers()
             .await?
-            .iter()
-            .flat_map(|d| d.tags())
-            .map(|t| (t.key().to_string(), t.value().unwrap_or_default().to_string()))
-            .collect())
+            .into_iter()
+            .filter(|d| d.vpc_id() == Some(self.vpc_id.as_str()))
+            .filter_map(|d| Some((d.load_balancer_name()?.to_string(), (d, Vec::new()))))
+            .collect();
+        let names: Vec<String> = found.keys().cloned().collect();
+        for chunk in names.chunks(20) {
+            for d in self.elb.tags(chunk.to_vec()).await? {
+                if let Some((_, tags)) = d.load_balancer_name().and_then(|n| found.get_mut(n)) {
+                    *tags = tag_pairs(d.tags());
+                }
+            }
+        }
+        Ok(Arc::new(found))
     }
 
     pub(crate) async fn classic_plan(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<Vec<Change>, CloudError> {
-        let observed = self.classic_observe(cfg, nodes, true).await?;
+        let observed = self.classic_observe(cfg, nodes, true, false).await?;
         plan::ensure(&self.classic_desired(cfg), &observed)
     }
 
@@ -111,8 +147,9 @@ impl AwsLoadBalancers {
         &self,
         cfg: &LbConfig,
         nodes: &[NodeInfo],
+        periodic: bool,
     ) -> Result<LoadBalancerStatus, CloudError> {
-        let observed = self.classic_observe(cfg, nodes, true).await?;
+        let observed = self.classic_observe(cfg, nodes, true, periodic).await?;
         let plan = plan::ensure(&self.classic_desired(cfg), &observed)?;
         let applied = self.apply(&plan).await?;
         let dns = observed.lb.as_ref().and_then(|lb| lb.dns_name().map(String::from)).or(applied.dns_name);
@@ -123,7 +160,7 @@ impl AwsLoadBalancers {
     }
 
     pub(crate) async fn classic_update_hosts(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<(), CloudError> {
-        let observed = self.classic_observe(cfg, nodes, false).await?;
+        let observed = self.classic_observe(cfg, nodes, false, false).await?;
         if observed.lb.is_none() {
             let name = names::load_balancer_name(&cfg.uid);
             return Err(CloudError::transient("aws/elb.update_hosts", format!("load balancer {name} not found")));
@@ -172,19 +209,37 @@ impl AwsLoadBalancers {
             if let Some(primary) = observed.lb.as_ref().and_then(|lb| lb.security_groups().first()).cloned()
                 && !observed.own.iter().any(|g| g.group_id() == Some(primary.as_str()))
             {
-                let guard = self.shared_group_deletions.lock().await;
-                if !self.classic_group_used_elsewhere(&primary, &name).await? {
+                let mut users = self.shared_group_deletions.lock().await;
+                if !self.classic_group_used_elsewhere(&mut users, &primary, &name).await? {
                     observed.referencing.insert(primary.clone(), self.groups_referencing(&primary).await?);
                 }
-                _serialized = Some(guard);
+                _serialized = Some(users);
             }
         }
         self.apply(&plan_delete(&name, &observed)).await.map(|_| ())
     }
 
     /// Whether another of this cluster's Classic ELBs (not `except`) sends its traffic from
-    /// `group` (it is their first group).
-    async fn classic_group_used_elsewhere(&self, group: &str, except: &str) -> Result<bool, CloudError> {
+    /// `group` (it is their first group). `users` holds the ELBs last seen using each group:
+    /// one of them still there and still using it answers with one describe; when none is
+    /// left, every load balancer is listed again (one made since may use the group), so a
+    /// burst of deletions lists once at its start and once at its end instead of per deletion.
+    async fn classic_group_used_elsewhere(
+        &self,
+        users: &mut HashMap<String, Vec<String>>,
+        group: &str,
+        except: &str,
+    ) -> Result<bool, CloudError> {
+        if let Some(known) = users.get_mut(group) {
+            known.retain(|n| n != except);
+            while let Some(candidate) = known.last() {
+                let lb = self.classic_describe(candidate).await?;
+                if lb.is_some_and(|lb| lb.security_groups().first().map(String::as_str) == Some(group)) {
+                    return Ok(true);
+                }
+                known.pop();
+            }
+        }
         let candidates: Vec<String> = self
             .elb
             .all_load_balancers()
@@ -194,15 +249,28 @@ impl AwsLoadBalancers {
             .filter(|d| d.security_groups().first().map(String::as_str) == Some(group))
             .filter_map(|d| d.load_balancer_name().map(String::from))
             .collect();
+        let mut found = Vec::new();
         for chunk in candidates.chunks(20) {
             for d in self.elb.tags(chunk.to_vec()).await? {
-                if self.cluster.is_cluster(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default()))) {
-                    return Ok(true);
+                if self.cluster.is_cluster(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default())))
+                    && let Some(name) = d.load_balancer_name()
+                {
+                    found.push(name.to_string());
                 }
             }
         }
-        Ok(false)
+        let used = !found.is_empty();
+        if used {
+            users.insert(group.to_string(), found);
+        } else {
+            users.remove(group);
+        }
+        Ok(used)
     }
+}
+
+fn tag_pairs(tags: &[aws_sdk_elasticloadbalancing::types::Tag]) -> Vec<(String, String)> {
+    tags.iter().map(|t| (t.key().to_string(), t.value().unwrap_or_default().to_string())).collect()
 }
 
 /// The writes that delete a Classic ELB: our node rules from each group in

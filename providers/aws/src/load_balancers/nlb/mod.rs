@@ -138,8 +138,14 @@ impl AwsLoadBalancers {
         }
     }
 
-    /// Reads everything planning the NLB needs.
-    async fn nlb_observe(&self, d: &plan::Desired<'_>, nodes: &[NodeInfo]) -> Result<plan::Observed, CloudError> {
+    /// Reads everything planning the NLB needs; `periodic`: for a periodic re-ensure, which
+    /// shares what it can with the others of its tick (see `tick.rs`).
+    async fn nlb_observe(
+        &self,
+        d: &plan::Desired<'_>,
+        nodes: &[NodeInfo],
+        periodic: bool,
+    ) -> Result<plan::Observed, CloudError> {
         let cfg = d.cfg;
         let lb = self.nlb_describe(&names::load_balancer_name(&cfg.uid)).await?;
         let instances = self.target_instances(&cfg.target_node_labels, nodes).await?;
@@ -151,7 +157,7 @@ impl AwsLoadBalancers {
         // the Nodes' and the cluster's.
         let rules = !self.settings.disable_security_group_ingress;
         let own = plan::uses_own_group(d, lb.as_ref());
-        let vpc = if rules || own { self.vpc_groups().await? } else { Vec::new() };
+        let vpc = if rules || own { self.vpc_groups_for(periodic).await? } else { Default::default() };
         let classic_group = names::classic_security_group_name(&names::load_balancer_name(&cfg.uid));
         o.classic_leftover =
             vpc.iter().any(|g| g.group_name() == Some(classic_group.as_str()) && self.is_owned_group(g));
@@ -168,7 +174,8 @@ impl AwsLoadBalancers {
                 let arn = lb.load_balancer_arn().unwrap_or_default();
                 o.listeners = self.elbv2.listeners(arn).await?;
                 o.target_groups = self.elbv2.target_groups_of(arn).await?;
-                o.attributes = self.elbv2.attributes(arn).await?.into_iter().collect();
+                let attributes = self.tick.nlb_attributes.get(arn, periodic, self.elbv2.attributes(arn)).await?;
+                o.attributes = attributes.into_iter().collect();
             }
         }
         // Wanted target groups that exist without being the NLB's: one lookup by name, or for
@@ -226,7 +233,7 @@ impl AwsLoadBalancers {
         nodes: &[NodeInfo],
     ) -> Result<Vec<Change>, CloudError> {
         let d = self.nlb_desired(cfg, cluster_name);
-        let o = self.nlb_observe(&d, nodes).await?;
+        let o = self.nlb_observe(&d, nodes, false).await?;
         plan::ensure(&d, &o)
     }
 
@@ -235,13 +242,14 @@ impl AwsLoadBalancers {
         cfg: &LbConfig,
         cluster_name: &str,
         nodes: &[NodeInfo],
+        periodic: bool,
     ) -> Result<LoadBalancerStatus, CloudError> {
         let d = self.nlb_desired(cfg, cluster_name);
-        let mut o = self.nlb_observe(&d, nodes).await?;
+        let mut o = self.nlb_observe(&d, nodes, periodic).await?;
         if o.classic_leftover {
             tracing::info!(service = %format!("{}/{}", cfg.namespace, cfg.name), "deleting what a Classic ELB attempt left for this Service");
             self.classic_delete(&cfg.uid).await?;
-            o = self.nlb_observe(&d, nodes).await?;
+            o = self.nlb_observe(&d, nodes, false).await?;
         }
         let applied = self.apply(&plan::ensure(&d, &o)?).await?;
         let Some(lb) = o.lb.or(applied.nlb) else {
