@@ -238,14 +238,23 @@ impl CcmProcess {
     /// The CCM's peak resident memory so far (`VmHWM` of the process itself, not its
     /// supervisor), in MiB.
     pub fn peak_rss_mib(&self) -> Result<f64> {
+        self.memory_mib("VmHWM")
+    }
+
+    /// The CCM's resident memory now (`VmRSS`), in MiB.
+    pub fn rss_mib(&self) -> Result<f64> {
+        self.memory_mib("VmRSS")
+    }
+
+    fn memory_mib(&self, field: &str) -> Result<f64> {
         let pid = self.process.ready_value();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .with_context(|| format!("reading /proc/{pid}/status"))?;
         let kib: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM line")?;
+            .with_context(|| format!("no {field} line"))?;
         Ok(kib / 1024.0)
     }
 

@@ -153,7 +153,11 @@ async fn peak_rss(side: &mut Side, flavor: &CcmFlavor, (nodes, services): (usize
         bail!("{}: the CCM exited\n{}", side.label, side.log_tail());
     }
     let peak = ccm.peak_rss_mib()?;
-    eprintln!("{}: peak RSS {peak:.0} MiB with {nodes} Nodes and {services} Services", side.label);
+    eprintln!(
+        "{}: peak RSS {peak:.0} MiB with {nodes} Nodes and {services} Services (now {:.0} MiB)",
+        side.label,
+        ccm.rss_mib()?
+    );
     side.stop();
     delete_nodes(side).await?;
     svc_api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;

@@ -9,7 +9,7 @@
 //! field dropped here is never dropped on the server.
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Service};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Service, ServiceSpec};
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::Resource;
 use kube::api::Api;
@@ -17,10 +17,15 @@ use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
-use crate::objects::PROVIDED_NODE_IP_ANNOTATION;
+use crate::objects::{self, PROVIDED_NODE_IP_ANNOTATION};
 
 /// Objects a subscriber may lag behind before the watch waits for it.
 const BUFFER: usize = 1024;
+/// Node conditions a controller reads (eligibility for load balancers; the route controller's
+/// own); the rest are dropped from the cache.
+const NODE_CONDITIONS_READ: [&str; 2] = ["Ready", "NetworkUnavailable"];
+/// Objects per page of a list (kube's default is 500).
+const LIST_PAGE: u32 = 100;
 /// Node annotations a controller reads; the rest are dropped from the cache.
 const NODE_ANNOTATIONS_READ: [&str; 1] = [PROVIDED_NODE_IP_ANNOTATION];
 /// Written by `kubectl apply`: a second copy of the whole object, read by nobody here.
@@ -95,7 +100,9 @@ where
     /// only if the watch stream ends, which it does not short of a bug.
     pub async fn run(self, api: Api<K>) {
         let Self { writer, changed, ready, slim, .. } = self;
-        watcher(api, watcher::Config::default())
+        // Lists come in pages of LIST_PAGE: each page's objects are held whole (managed fields,
+        // images) until slimmed, so a smaller page lowers the first list's peak.
+        watcher(api, watcher::Config::default().page_size(LIST_PAGE))
             .modify(slim)
             .default_backoff()
             .reflect_shared(writer)
@@ -115,8 +122,9 @@ where
 }
 
 /// What the controllers read of a Node: its metadata without managed fields and with only the
-/// annotations read here, its spec, and of its status the addresses and the conditions' type,
-/// status and reason (no images, node info, volumes, capacity or condition messages).
+/// annotations read here, its spec, and of its status the addresses and the type, status and
+/// reason of the conditions read here (no images, node info, volumes, capacity, other
+/// conditions or condition messages).
 pub fn slim_node(node: &mut Node) {
     node.metadata.managed_fields = None;
     if let Some(annotations) = node.metadata.annotations.as_mut() {
@@ -125,6 +133,7 @@ pub fn slim_node(node: &mut Node) {
     if let Some(status) = node.status.take() {
         let conditions = status.conditions.map(|all| {
             all.into_iter()
+                .filter(|c| NODE_CONDITIONS_READ.contains(&c.type_.as_str()))
                 .map(|c| NodeCondition { type_: c.type_, status: c.status, reason: c.reason, ..Default::default() })
                 .collect()
         });
@@ -138,6 +147,19 @@ pub fn slim_service(service: &mut Service) {
     service.metadata.managed_fields = None;
     if let Some(annotations) = service.metadata.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
+    }
+    // One that neither wants a load balancer from this controller nor holds its finalizer (most
+    // Services of a cluster): only what says so is kept. Turned into a LoadBalancer, it arrives
+    // whole again.
+    if !objects::wants_load_balancer(service) && !objects::has_finalizer(service, objects::LB_CLEANUP_FINALIZER) {
+        service.spec = service.spec.take().map(|spec| ServiceSpec {
+            type_: spec.type_,
+            load_balancer_class: spec.load_balancer_class,
+            ..Default::default()
+        });
+        service.status = None;
+        service.metadata.annotations = None;
+        service.metadata.labels = None;
     }
 }
 
@@ -177,13 +199,21 @@ mod tests {
                     type_: "InternalIP".into(),
                     address: "10.0.0.5".into(),
                 }]),
-                conditions: Some(vec![NodeCondition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    reason: Some("KubeletReady".into()),
-                    message: Some("kubelet is posting ready status".into()),
-                    ..Default::default()
-                }]),
+                conditions: Some(vec![
+                    NodeCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        reason: Some("KubeletReady".into()),
+                        message: Some("kubelet is posting ready status".into()),
+                        ..Default::default()
+                    },
+                    NodeCondition {
+                        type_: "MemoryPressure".into(),
+                        status: "False".into(),
+                        reason: Some("KubeletHasSufficientMemory".into()),
+                        ..Default::default()
+                    },
+                ]),
                 images: Some(vec![ContainerImage {
                     names: Some(vec!["registry.k8s.io/pause:3.10".into()]),
                     size_bytes: Some(1),
@@ -210,23 +240,48 @@ mod tests {
         assert!(slim.metadata.managed_fields.is_none());
         let status = slim.status.unwrap();
         assert!(status.images.is_none() && status.node_info.is_none());
-        assert_eq!(status.conditions.unwrap()[0].reason.as_deref(), Some("KubeletReady"));
+        let conditions = status.conditions.unwrap();
+        assert_eq!(conditions.len(), 1, "conditions no controller reads are dropped: {conditions:?}");
+        assert_eq!(conditions[0].reason.as_deref(), Some("KubeletReady"));
     }
 
     #[test]
-    fn a_slim_service_keeps_its_annotations_but_kubectls_copy() {
-        let mut service = Service {
+    fn a_slim_service_keeps_what_the_service_controller_reads() {
+        let load_balancer = |type_: &str, finalizer: bool| Service {
             metadata: ObjectMeta {
                 annotations: Some(
                     [(LAST_APPLIED.to_string(), "{}".to_string()), ("a".to_string(), "b".to_string())].into(),
                 ),
                 managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                finalizers: finalizer.then(|| vec![objects::LB_CLEANUP_FINALIZER.to_string()]),
                 ..Default::default()
             },
+            spec: Some(ServiceSpec {
+                type_: Some(type_.into()),
+                ports: Some(vec![Default::default()]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        slim_service(&mut service);
-        assert_eq!(service.metadata.annotations, Some([("a".to_string(), "b".to_string())].into()));
-        assert!(service.metadata.managed_fields.is_none());
+        for (mut service, kept) in [
+            (load_balancer("LoadBalancer", false), true),
+            (load_balancer("ClusterIP", true), true),
+            (load_balancer("ClusterIP", false), false),
+        ] {
+            let before = service.clone();
+            slim_service(&mut service);
+            assert!(service.metadata.managed_fields.is_none());
+            assert_eq!(objects::wants_load_balancer(&service), objects::wants_load_balancer(&before));
+            assert_eq!(service.metadata.finalizers, before.metadata.finalizers);
+            if kept {
+                assert_eq!(service.metadata.annotations, Some([("a".to_string(), "b".to_string())].into()));
+                assert_eq!(service.spec, before.spec);
+            } else {
+                // Neither a load balancer nor ours to clean up: its type alone is kept.
+                assert_eq!(service.metadata.annotations, None);
+                assert_eq!(service.spec.as_ref().and_then(|s| s.ports.as_ref()), None);
+                assert_eq!(service.spec.and_then(|s| s.type_).as_deref(), Some("ClusterIP"));
+            }
+        }
     }
 }
