@@ -18,20 +18,25 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UP = "==> everything is up"
-# What the sandbox starts: none may be left once it exits.
-HELPERS = re.compile(r"apiserver-harness|kube-apiserver|etcd|moto/serve\.py|cloud-controller-manager")
 ERRORS = re.compile(r"^Error:|panicked|stack backtrace|connection closed", re.MULTILINE)
 
 
-def processes() -> dict:
+def in_session(session: int) -> dict:
+    """The processes of `session` (the sandbox's terminal session: everything it started, even
+    in process groups of their own), with their command lines."""
     out = {}
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    out[int(pid)] = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                pass
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session:  # after ")": state, ppid, pgrp, session
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                out[int(pid)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            pass
     return out
 
 
@@ -60,7 +65,6 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timeout", type=float, default=900, help="seconds until everything is up")
     args = parser.parse_args()
-    before = processes()
     pid, fd = pty.fork()
     if pid == 0:
         os.chdir(ROOT)
@@ -96,7 +100,7 @@ def main() -> int:
     if ERRORS.search(text):
         failures.append(f"an error in its output: {ERRORS.search(text).group(0)!r}")
     time.sleep(3)
-    left = {p: c for p, c in processes().items() if p not in before and HELPERS.search(c) and p != os.getpid()}
+    left = in_session(pid)  # pty.fork made the sandbox the leader of a new session
     if left:
         failures.append(f"processes left running: {left}")
         for p in left:

@@ -159,6 +159,9 @@ async fn main() -> Result<()> {
         );
     }
     println!("Ctrl-C stops everything this started.\n");
+    // Listening from here on: a Ctrl-C pressed while the loop below is busy (reading the
+    // cluster, running the plan) waits for it instead of being lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
 
     let started = Instant::now();
     let mut planned = false;
@@ -191,7 +194,7 @@ async fn main() -> Result<()> {
             }
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
@@ -226,6 +229,8 @@ impl PlanCommand {
     async fn run(&self) -> Result<String> {
         let mut command = Command::new(&self.binary);
         command.arg("plan").args(&self.flags).envs(self.envs.iter().map(|(k, v)| (*k, v.as_str())));
+        // Its own process group: a Ctrl-C in the terminal meanwhile is the sandbox's to handle.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let out = tokio::task::spawn_blocking(move || command.output()).await??;
         Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }

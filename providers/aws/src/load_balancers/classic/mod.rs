@@ -128,13 +128,35 @@ impl AwsLoadBalancers {
             .filter_map(|d| Some((d.load_balancer_name()?.to_string(), (d, Vec::new()))))
             .collect();
         let names: Vec<String> = found.keys().cloned().collect();
+        let mut tagged = std::collections::HashSet::new();
         for chunk in names.chunks(20) {
-            for d in self.elb.tags(chunk.to_vec()).await? {
+            let described = match self.elb.tags(chunk.to_vec()).await {
+                Ok(described) => described,
+                // One of them deleted since the listing (by anyone: the VPC may hold other
+                // clusters' ELBs) fails the call: ask for each alone, skipping the gone.
+                Err(err) if err.is_not_found() && chunk.len() > 1 => {
+                    let mut one_by_one = Vec::new();
+                    for name in chunk {
+                        match self.elb.tags(vec![name.clone()]).await {
+                            Ok(described) => one_by_one.extend(described),
+                            Err(err) if err.is_not_found() => {}
+                            Err(err) => return Err(err.into()),
+                        }
+                    }
+                    one_by_one
+                }
+                Err(err) if err.is_not_found() => Vec::new(),
+                Err(err) => return Err(err.into()),
+            };
+            for d in described {
                 if let Some((_, tags)) = d.load_balancer_name().and_then(|n| found.get_mut(n)) {
                     *tags = tag_pairs(d.tags());
+                    tagged.insert(d.load_balancer_name().unwrap_or_default().to_string());
                 }
             }
         }
+        // Those gone meanwhile are left to each one's own describe.
+        found.retain(|name, _| tagged.contains(name));
         Ok(Arc::new(found))
     }
 
