@@ -88,7 +88,7 @@ pub struct AwsLoadBalancers {
     pub(crate) settings: Settings,
     zone_types: tokio::sync::Mutex<HashMap<String, String>>,
     /// The VPC's subnets as discovery last read them, and when (see `subnets.rs`).
-    discovered: tokio::sync::Mutex<Option<(std::time::Instant, Vec<subnets::Candidate>)>>,
+    discovered: tick::Shared<Vec<subnets::Candidate>>,
     pub(crate) classic_batch: DescribeBatch<aws_sdk_elasticloadbalancing::types::LoadBalancerDescription>,
     pub(crate) nlb_batch: DescribeBatch<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>,
     /// The type last ensured per Service UID: while it stays the same, the other type's API is

@@ -20,11 +20,6 @@ use crate::tags::{CLUSTER_TAG_PREFIX, ClusterTags};
 pub const ROLE_ELB: &str = "kubernetes.io/role/elb";
 pub const ROLE_INTERNAL_ELB: &str = "kubernetes.io/role/internal-elb";
 
-/// How long subnet discovery's reading of the VPC is reused: long enough for Services syncing
-/// together to share it, short enough that a subnet tagged or routed a moment ago counts at the
-/// next retry.
-pub const DISCOVERY_TTL: std::time::Duration = std::time::Duration::from_secs(10);
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: String,
@@ -151,21 +146,18 @@ impl AwsLoadBalancers {
     }
 
     /// The VPC's subnets and route tables as candidates, read at most once per
-    /// [`DISCOVERY_TTL`]: Services syncing together (a burst, the Services of one resync tick)
-    /// share one read instead of two calls each. Concurrent callers wait for the one reading.
+    /// [`super::tick::TTL`]: Services syncing together (a burst, the Services of one resync tick)
+    /// share one read instead of two calls each, and a subnet tagged or routed a moment ago
+    /// counts at the next retry. Concurrent callers wait for the one reading.
     async fn discover(&self) -> Result<Vec<Candidate>, CloudError> {
-        let mut cached = self.discovered.lock().await;
-        if let Some((at, candidates)) = cached.as_ref()
-            && at.elapsed() < DISCOVERY_TTL
-        {
-            return Ok(candidates.clone());
-        }
-        let subnets = self.ec2.subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
-        let tables = self.ec2.route_tables(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
-        let zone_types = self.zone_types().await?;
-        let found = candidates(&subnets, &tables, &zone_types);
-        *cached = Some((std::time::Instant::now(), found.clone()));
-        Ok(found)
+        self.discovered
+            .get(|| async {
+                let subnets = self.ec2.subnets(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
+                let tables = self.ec2.route_tables(Vec::new(), vec![filter("vpc-id", [self.vpc_id.clone()])]).await?;
+                let zone_types = self.zone_types().await?;
+                Ok(candidates(&subnets, &tables, &zone_types))
+            })
+            .await
     }
 
     async fn zone_types(&self) -> Result<HashMap<String, String>, CloudError> {

@@ -36,7 +36,8 @@ pub const ATTRIBUTES_EVERY: u32 = 2;
 /// A Classic ELB of the VPC and its tags.
 pub(crate) type ClassicEntry = (LoadBalancerDescription, Vec<(String, String)>);
 
-/// One reading shared for [`TTL`], dropped by any write noted after it started.
+/// One reading shared for [`TTL`], dropped by any write noted after it started (subnet
+/// discovery uses one too, for every sync: nothing of ours writes subnets).
 pub(crate) struct Shared<T> {
     writes: AtomicU64,
     slot: tokio::sync::Mutex<Option<(Instant, u64, T)>>,

@@ -262,25 +262,16 @@ impl AwsLoadBalancers {
                 known.pop();
             }
         }
-        let candidates: Vec<String> = self
-            .elb
-            .all_load_balancers()
+        // The VPC's ELBs with their tags (a group is used only within its VPC).
+        let found: Vec<String> = self
+            .classic_vpc_listing()
             .await?
             .iter()
-            .filter(|d| d.load_balancer_name() != Some(except))
-            .filter(|d| d.security_groups().first().map(String::as_str) == Some(group))
-            .filter_map(|d| d.load_balancer_name().map(String::from))
+            .filter(|(name, _)| name.as_str() != except)
+            .filter(|(_, (d, _))| d.security_groups().first().map(String::as_str) == Some(group))
+            .filter(|(_, (_, tags))| self.cluster.is_cluster(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+            .map(|(name, _)| name.clone())
             .collect();
-        let mut found = Vec::new();
-        for chunk in candidates.chunks(20) {
-            for d in self.elb.tags(chunk.to_vec()).await? {
-                if self.cluster.is_cluster(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default())))
-                    && let Some(name) = d.load_balancer_name()
-                {
-                    found.push(name.to_string());
-                }
-            }
-        }
         let used = !found.is_empty();
         if used {
             users.insert(group.to_string(), found);
