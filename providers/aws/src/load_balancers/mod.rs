@@ -302,20 +302,37 @@ impl LoadBalancers for AwsLoadBalancers {
             }
             same
         };
+        let mut other_deleted = false;
         let mut status = match cfg.kind {
             Kind::Classic => {
                 if !same_as_before && self.nlb_describe(&name).await?.is_some() {
                     self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?;
+                    other_deleted = true;
                 }
-                self.classic_ensure(&cfg, nodes, service.periodic).await?
+                self.classic_ensure(&cfg, cluster, nodes, service.periodic).await?
             }
             Kind::Nlb => {
                 if !same_as_before && self.classic_describe(&name).await.map_err(from_aws)?.is_some() {
                     self.classic_delete(&cfg.uid).await?;
+                    other_deleted = true;
                 }
                 self.nlb_ensure(&cfg, cluster, nodes, service.periodic).await?
             }
         };
+        // The status showed another load balancer: a type change cut short after the old one
+        // went (by a restart, before its status was written) may have left the old type's
+        // pieces, found by name and tags. Never on a create (no status yet) nor on a re-ensure
+        // (the status shows this load balancer), so it costs nothing there.
+        if !other_deleted
+            && !service.current_ingress.is_empty()
+            && !status.ingress.is_empty()
+            && service.current_ingress != status.ingress
+        {
+            match cfg.kind {
+                Kind::Classic => self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?,
+                Kind::Nlb => self.classic_delete(&cfg.uid).await?,
+            }
+        }
         self.ensured.lock().expect("lock").insert(cfg.uid.clone(), cfg.kind);
         status.warnings = warnings;
         Ok(status)

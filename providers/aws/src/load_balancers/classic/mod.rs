@@ -79,6 +79,12 @@ impl AwsLoadBalancers {
             node_groups,
             ..Default::default()
         };
+        if let Some(all) = &vpc {
+            let markers = [names::nlb_client_rule(&name), names::nlb_health_rule(&name)];
+            observed.nlb_leftover = all.iter().any(|g| {
+                security_groups::ingress(g).iter().any(|r| r.description.as_ref().is_some_and(|d| markers.contains(d)))
+            });
+        }
         if full {
             observed.subnets = self.subnets_for(cfg).await?;
             if own_group_used && let Some(all) = &vpc {
@@ -168,10 +174,16 @@ impl AwsLoadBalancers {
     pub(crate) async fn classic_ensure(
         &self,
         cfg: &LbConfig,
+        cluster_name: &str,
         nodes: &[NodeInfo],
         periodic: bool,
     ) -> Result<LoadBalancerStatus, CloudError> {
-        let observed = self.classic_observe(cfg, nodes, true, periodic).await?;
+        let mut observed = self.classic_observe(cfg, nodes, true, periodic).await?;
+        if observed.nlb_leftover {
+            tracing::info!(service = %format!("{}/{}", cfg.namespace, cfg.name), "deleting what an NLB of this Service left");
+            self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster_name).await?;
+            observed = self.classic_observe(cfg, nodes, true, false).await?;
+        }
         let plan = plan::ensure(&self.classic_desired(cfg), &observed)?;
         let applied = self.apply(&plan).await?;
         let dns = observed.lb.as_ref().and_then(|lb| lb.dns_name().map(String::from)).or(applied.dns_name);

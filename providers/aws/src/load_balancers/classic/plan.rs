@@ -46,6 +46,9 @@ pub(crate) struct Observed {
     pub node_groups: Vec<SecurityGroup>,
     /// Groups with rules from the ELB's own group (looked up only for an own group).
     pub referencing: Vec<SecurityGroup>,
+    /// A group in the VPC still holds this Service's NLB client or health rule: an NLB of the
+    /// Service was being deleted when a sync was cut short (read in a full ensure only).
+    pub nlb_leftover: bool,
 }
 
 fn ids(groups: &[SecurityGroup]) -> BTreeSet<&str> {
