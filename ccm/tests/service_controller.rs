@@ -145,10 +145,15 @@ async fn failures_are_reported_and_retried_and_type_change_cleans_up() -> Result
         Ok(has_event(&client, "default", "flaky", "SyncLoadBalancerFailed").await?.then_some(()))
     })
     .await?;
+    let failed_at = std::time::Instant::now();
     // The finalizer went on before the cloud was asked, so nothing can leak.
     assert!(finalized(&services.get("flaky").await?));
-    // Retried after the 5 s backoff.
+    // Retried after the 5 s backoff: the finalizer's own write, a change of the Service that
+    // changes nothing the sync reads, does not cut it short.
     eventually("status after retry", WAIT, || async { Ok(ingress_hostname(&services.get("flaky").await?)) }).await?;
+    let waited = failed_at.elapsed();
+    assert!(waited >= std::time::Duration::from_secs(4), "retried after {waited:?}, before the backoff");
+    assert_eq!(ccm.cloud.count(Method::EnsureLoadBalancer), 2, "one failure, one success");
 
     // LoadBalancer → ClusterIP: the LB goes, the finalizer and status with it.
     let to_cluster_ip = serde_json::json!({"spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": null}]}});

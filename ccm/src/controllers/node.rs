@@ -112,13 +112,13 @@ async fn reconcile<P: CloudProvider>(node: Arc<Node>, ctx: Arc<Context<P>>) -> R
 
 fn error_policy<P: CloudProvider>(node: Arc<Node>, err: &ReconcileError, ctx: Arc<Context<P>>) -> Action {
     ctx.shared.metrics.failed(NAME, err.kind());
-    tracing::info!(node = %node.name_any(), %err, "node sync failed");
+    tracing::warn!(node = %node.name_any(), %err, "node sync failed");
     // A Node is always retried: the taint must not stay because of one bad moment.
     let retry = match err.retry() {
         cloud_provider::Retry::Never => cloud_provider::Retry::Backoff,
         other => other,
     };
-    ctx.backoff.next_delay(&node.name_any(), retry).map_or_else(Action::await_change, Action::requeue)
+    ctx.backoff.next_delay(&node.name_any(), retry, 0).map_or_else(Action::await_change, Action::requeue)
 }
 
 async fn initialize<P: CloudProvider>(node: &Node, ctx: &Context<P>) -> Result<Action, ReconcileError> {

@@ -64,7 +64,12 @@ impl AwsError {
 
 impl From<AwsError> for CloudError {
     fn from(err: AwsError) -> Self {
-        CloudError::Failed { op: err.op, retry: err.retry(), kind: err.kind(), message: err.to_string() }
+        // The operation is the error's `op`; the message names it no second time.
+        let message = match &err.code {
+            Some(code) => format!("{code}: {}", err.message),
+            None => err.message.clone(),
+        };
+        CloudError::Failed { op: err.op, retry: err.retry(), kind: err.kind(), message }
     }
 }
 
@@ -86,5 +91,7 @@ mod tests {
         let cloud: CloudError = err("DependencyViolation").into();
         assert_eq!(cloud.retry(), Retry::After(Duration::from_secs(30)));
         assert_eq!(err("Throttling").to_string(), "aws/ec2.DescribeInstances: Throttling: m");
+        let cloud: CloudError = err("InternalFailure").into();
+        assert_eq!(cloud.to_string(), "aws/ec2.DescribeInstances: InternalFailure: m", "the operation named once");
     }
 }

@@ -170,6 +170,15 @@ fn node_key(nodes: &[NodeInfo]) -> NodeSet {
     nodes.iter().map(|n| (n.name.clone(), n.provider_id.clone())).collect()
 }
 
+/// What an ensure of `service` reads from the cluster: its relevant fields and the node set.
+fn attempt_state<P: CloudProvider>(service: &Service, ctx: &Context<P>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    fingerprint(service).hash(&mut h);
+    node_key(&eligible_nodes(&ctx.nodes)).hash(&mut h);
+    h.finish()
+}
+
 fn key(service: &Service) -> String {
     format!("{}/{}", service.namespace().unwrap_or_default(), service.name_any())
 }
@@ -178,7 +187,14 @@ async fn reconcile<P: CloudProvider>(service: Arc<Service>, ctx: Arc<Context<P>>
     let started = Instant::now();
     let result = match decision::sync(&service) {
         decision::Sync::Delete => delete(&service, &ctx).await,
-        decision::Sync::Ensure => ensure(&service, &ctx).await,
+        decision::Sync::Ensure => {
+            // A trigger during the backoff that changed nothing the sync reads (our own
+            // finalizer write, say) waits for the backoff instead of retrying at once.
+            if let Some(wait) = ctx.backoff.holding(&key(&service), Instant::now(), || attempt_state(&service, &ctx)) {
+                return Ok(Action::requeue(wait));
+            }
+            ensure(&service, &ctx).await
+        }
         decision::Sync::Forget => {
             ctx.synced.lock().expect("lock").remove(&key(&service));
             Ok(Action::await_change())
@@ -193,8 +209,8 @@ async fn reconcile<P: CloudProvider>(service: Arc<Service>, ctx: Arc<Context<P>>
 
 fn error_policy<P: CloudProvider>(service: Arc<Service>, err: &ReconcileError, ctx: Arc<Context<P>>) -> Action {
     ctx.shared.metrics.failed(NAME, err.kind());
-    let delay = ctx.backoff.next_delay(&key(&service), err.retry());
-    tracing::info!(service = %key(&service), %err, ?delay, "load balancer sync failed");
+    let delay = ctx.backoff.next_delay(&key(&service), err.retry(), attempt_state(&service, &ctx));
+    tracing::warn!(service = %key(&service), %err, ?delay, "load balancer sync failed");
     delay.map_or_else(Action::await_change, Action::requeue)
 }
 

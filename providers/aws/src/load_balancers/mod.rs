@@ -305,11 +305,10 @@ impl LoadBalancers for AwsLoadBalancers {
         let mut other_deleted = false;
         let mut status = match cfg.kind {
             Kind::Classic => {
-                if !same_as_before && self.nlb_describe(&name).await?.is_some() {
-                    self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?;
-                    other_deleted = true;
-                }
-                self.classic_ensure(&cfg, cluster, nodes, service.periodic).await?
+                let (status, deleted) =
+                    self.classic_ensure(&cfg, cluster, nodes, service.periodic, !same_as_before).await?;
+                other_deleted = deleted;
+                status
             }
             Kind::Nlb => {
                 if !same_as_before && self.classic_describe(&name).await.map_err(from_aws)?.is_some() {

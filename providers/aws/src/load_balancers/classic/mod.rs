@@ -171,26 +171,39 @@ impl AwsLoadBalancers {
         plan::ensure(&self.classic_desired(cfg), &observed)
     }
 
+    /// Ensures the Classic ELB. `nlb_may_exist`: the Service may have an NLB from an earlier
+    /// type, which then goes first with all it owns (upstream refuses the change); it is looked
+    /// for only when there is no Classic ELB yet (one is made only after the NLB went), so a
+    /// Classic ELB's first error names the API it needs. Returns whether an NLB was deleted.
     pub(crate) async fn classic_ensure(
         &self,
         cfg: &LbConfig,
         cluster_name: &str,
         nodes: &[NodeInfo],
         periodic: bool,
-    ) -> Result<LoadBalancerStatus, CloudError> {
+        nlb_may_exist: bool,
+    ) -> Result<(LoadBalancerStatus, bool), CloudError> {
         let mut observed = self.classic_observe(cfg, nodes, true, periodic).await?;
-        if observed.nlb_leftover {
-            tracing::info!(service = %format!("{}/{}", cfg.namespace, cfg.name), "deleting what an NLB of this Service left");
+        let name = names::load_balancer_name(&cfg.uid);
+        let nlb = nlb_may_exist && observed.lb.is_none() && self.nlb_describe(&name).await?.is_some();
+        if nlb || observed.nlb_leftover {
+            let what = if nlb {
+                "deleting the NLB of this Service's earlier type"
+            } else {
+                "deleting what an NLB of this Service left"
+            };
+            tracing::info!(service = %format!("{}/{}", cfg.namespace, cfg.name), "{what}");
             self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster_name).await?;
             observed = self.classic_observe(cfg, nodes, true, false).await?;
         }
         let plan = plan::ensure(&self.classic_desired(cfg), &observed)?;
         let applied = self.apply(&plan).await?;
         let dns = observed.lb.as_ref().and_then(|lb| lb.dns_name().map(String::from)).or(applied.dns_name);
-        Ok(LoadBalancerStatus {
+        let status = LoadBalancerStatus {
             ingress: dns.map(|d| vec![IngressPoint::hostname(d)]).unwrap_or_default(),
             warnings: Vec::new(),
-        })
+        };
+        Ok((status, nlb || observed.nlb_leftover))
     }
 
     pub(crate) async fn classic_update_hosts(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<(), CloudError> {
