@@ -28,12 +28,9 @@ macro_rules! compat_flags {
 }
 
 compat_flags! {
-    authentication_kubeconfig = "authentication-kubeconfig";
     authentication_skip_lookup = "authentication-skip-lookup";
     authentication_token_webhook_cache_ttl = "authentication-token-webhook-cache-ttl";
     authentication_tolerate_lookup_failure = "authentication-tolerate-lookup-failure";
-    authorization_always_allow_paths = "authorization-always-allow-paths";
-    authorization_kubeconfig = "authorization-kubeconfig";
     authorization_webhook_cache_authorized_ttl = "authorization-webhook-cache-authorized-ttl";
     authorization_webhook_cache_unauthorized_ttl = "authorization-webhook-cache-unauthorized-ttl";
     cert_dir = "cert-dir";
@@ -71,11 +68,9 @@ compat_flags! {
     tagging_controller_enable_batching = "tagging-controller-enable-batching";
     tagging_controller_rate_limit = "tagging-controller-rate-limit";
     tags = "tags";
-    tls_cert_file = "tls-cert-file";
     tls_cipher_suites = "tls-cipher-suites";
     tls_curve_preferences = "tls-curve-preferences";
     tls_min_version = "tls-min-version";
-    tls_private_key_file = "tls-private-key-file";
     tls_sni_cert_key = "tls-sni-cert-key";
     vmodule = "vmodule";
     webhook_bind_address = "webhook-bind-address";

@@ -24,6 +24,7 @@ pub mod objects;
 pub mod options;
 pub mod plan;
 pub mod server;
+pub mod serving;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,6 +8,7 @@ use cloud_controller_manager::metrics::Metrics;
 use cloud_controller_manager::options::{Args, Config, LogConfig};
 use cloud_controller_manager::plan::{self, PlanArgs};
 use cloud_controller_manager::server::{self, Health};
+use cloud_controller_manager::serving;
 use cloud_provider::CloudProvider;
 use cloud_provider_aws::AwsCloud;
 use cloud_provider_fake::{FakeCloud, FakeConfig};
@@ -171,11 +172,11 @@ async fn serve_and_run<P: CloudProvider>(
 ) -> Result<()> {
     let metrics = Arc::new(metrics);
     let health = Arc::new(Health::default());
-    let bound = server::serve(config.serve, health.clone(), metrics.clone())
-        .await
-        .with_context(|| format!("serving health and metrics on {}", config.serve))?;
-    tracing::info!(%bound, "serving /healthz, /readyz, /metrics");
     let client = cloud_controller_manager::kube_client(&config).await?;
+    let bound = serving::serve(config.serving.clone(), server::router(health.clone(), metrics.clone()), &client)
+        .await
+        .with_context(|| format!("serving health and metrics on {}", config.serving.addr))?;
+    tracing::info!(%bound, "serving /healthz, /readyz, /livez, /metrics over HTTPS");
     cloud_controller_manager::run(config, client, cloud, metrics, health, stop).await?;
     Ok(())
 }

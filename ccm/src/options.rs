@@ -112,13 +112,36 @@ pub struct Args {
     #[arg(long, default_value = "kube-system")]
     pub leader_elect_resource_namespace: String,
 
-    /// The address to serve /healthz, /readyz and /metrics on.
+    /// The address to serve /healthz, /readyz, /livez and /metrics on (HTTPS).
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
 
-    /// The port to serve /healthz, /readyz and /metrics on (plain HTTP; see the README).
+    /// The port to serve /healthz, /readyz, /livez and /metrics on, over HTTPS.
     #[arg(long, default_value_t = 10258)]
     pub secure_port: u16,
+
+    /// The serving certificate (PEM, with its chain); without it and --tls-private-key-file, a
+    /// self-signed certificate is made at start and kept in memory.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The serving certificate's private key (PEM).
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// A kubeconfig for the cluster that reviews bearer tokens (TokenReview); empty: the
+    /// in-cluster config, else --kubeconfig.
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+
+    /// A kubeconfig for the cluster that authorizes requests (SubjectAccessReview); empty: the
+    /// in-cluster config, else --kubeconfig.
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+
+    /// Paths served without authentication or authorization (a trailing `*` matches a prefix).
+    #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
+    pub authorization_always_allow_paths: Vec<String>,
 
     /// Log verbosity, as klog's -v: 0-1 info, 2-3 debug, 4+ trace.
     #[arg(short = 'v', long = "v", default_value_t = 0)]
@@ -187,7 +210,7 @@ pub struct Config {
     pub service_workers: u16,
     pub node_workers: u16,
     pub leader_election: Option<LeaderElection>,
-    pub serve: SocketAddr,
+    pub serving: crate::serving::ServingConfig,
     pub log: LogConfig,
     /// Flags that were given but have no effect here, for a startup warning.
     pub ignored_flags: Vec<&'static str>,
@@ -307,7 +330,18 @@ impl TryFrom<Args> for Config {
             service_workers: args.concurrent_service_syncs,
             node_workers: args.concurrent_node_syncs,
             leader_election,
-            serve: SocketAddr::new(args.bind_address, args.secure_port),
+            serving: crate::serving::ServingConfig {
+                addr: SocketAddr::new(args.bind_address, args.secure_port),
+                tls_files: args.tls_cert_file.zip(args.tls_private_key_file),
+                authentication_kubeconfig: args.authentication_kubeconfig,
+                authorization_kubeconfig: args.authorization_kubeconfig,
+                always_allow_paths: args
+                    .authorization_always_allow_paths
+                    .into_iter()
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            },
             log: LogConfig { verbosity: args.verbosity, json },
             ignored_flags,
             warnings,
@@ -387,7 +421,9 @@ mod tests {
             (Duration::from_secs(15), Duration::from_secs(10), Duration::from_secs(2))
         );
         assert_eq!((le.namespace.as_str(), le.name.as_str()), ("kube-system", "cloud-controller-manager"));
-        assert_eq!(c.serve.port(), 10258);
+        assert_eq!(c.serving.addr.port(), 10258);
+        assert_eq!(c.serving.always_allow_paths, ["/healthz", "/readyz", "/livez"]);
+        assert_eq!(c.serving.tls_files, None);
         assert!(c.controllers.all());
     }
 

@@ -1,7 +1,7 @@
-//! The HTTP endpoints: `/healthz` (and `/healthz/<controller>`), `/readyz`, `/metrics`.
+//! The HTTP endpoints: `/healthz` (and `/healthz/<controller>`), `/livez`, `/readyz`,
+//! `/metrics`; served over HTTPS by [`crate::serving`].
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -41,20 +41,10 @@ pub fn router(health: Arc<Health>, metrics: Arc<Metrics>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/healthz/{controller}", get(controller_healthz))
+        .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(AppState { health, metrics })
-}
-
-pub async fn serve(addr: SocketAddr, health: Arc<Health>, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, router(health, metrics)).await {
-            tracing::error!(%err, "health/metrics server stopped");
-        }
-    });
-    Ok(bound)
 }
 
 async fn healthz(State(state): State<AppState>) -> (StatusCode, String) {

@@ -180,8 +180,80 @@ async fn the_ccm_does_its_job_with_exactly_the_base_rbac() -> Result<()> {
     })
     .await
     .with_context(|| ccm.log_tail(40))?;
+    // Serving: a path outside the always-allowed ones is reviewed by the apiserver with the
+    // CCM's own credentials (system:auth-delegator): the admin is let in, nobody else.
+    let admin_token = admin_config
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("token:"))
+        .map(|t| t.trim().to_string())
+        .context("the admin kubeconfig has no token")?;
+    let served = ccm_e2e::https::get(ccm.port, "/healthz/cloud-node", Some(&admin_token))?;
+    assert_eq!(ccm_e2e::https::status(&served), 200, "{served}\n{}", ccm.log_tail(20));
+    let anonymous = ccm_e2e::https::get(ccm.port, "/healthz/cloud-node", None)?;
+    assert_eq!(ccm_e2e::https::status(&anonymous), 403, "{anonymous}");
     let log = std::fs::read_to_string(&ccm.log)?;
     assert!(!log.contains("forbidden"), "the CCM met a permission it lacks:\n{}", ccm.log_tail(40));
     nodes.delete("rbac-n1", &DeleteParams::default()).await?;
+    Ok(())
+}
+
+/// Whether `tolerations` (a pod spec's) tolerate the taint `key[=value]:effect`, by the
+/// scheduler's rules: the key matches (or is empty with `Exists`), `Exists` or the value
+/// equal, and no effect or the same one.
+fn tolerates(tolerations: &[serde_json::Value], key: &str, value: &str, effect: &str) -> bool {
+    tolerations.iter().any(|t| {
+        let field = |name: &str| t.get(name).and_then(|v| v.as_str()).unwrap_or_default();
+        let exists = field("operator") == "Exists";
+        let key_ok = field("key") == key || (field("key").is_empty() && exists);
+        let value_ok = exists || field("value") == value;
+        let effect_ok = field("effect").is_empty() || field("effect") == effect;
+        key_ok && value_ok && effect_ok
+    })
+}
+
+/// On a fresh `--cloud-provider=external` cluster, where no CCM ran yet, every Node carries
+/// the uninitialized taint, starts not-ready, and control-plane Nodes have their own taint and
+/// label: each manifest's pods must be able to land on such a Node (the scheduler's rules for
+/// taints and the node selector), be probed over HTTPS, and have a disruption budget.
+#[test]
+fn every_layout_schedules_on_a_fresh_clusters_control_plane() -> Result<()> {
+    let fresh_taints = [
+        ("node.cloudprovider.kubernetes.io/uninitialized", "true", "NoSchedule"),
+        ("node-role.kubernetes.io/control-plane", "", "NoSchedule"),
+        ("node.kubernetes.io/not-ready", "", "NoSchedule"),
+    ];
+    let control_plane_labels =
+        serde_json::json!({"node-role.kubernetes.io/control-plane": "", "kubernetes.io/os": "linux"});
+    for dir in ["manifests/base", "manifests/overlays/kubeadm", "manifests/overlays/kops"] {
+        let objects = kustomize(dir)?;
+        let kind = |k: &'static str| objects.iter().filter(move |o| o.types.as_ref().is_some_and(|t| t.kind == k));
+        let workload =
+            kind("Deployment").chain(kind("DaemonSet")).next().with_context(|| format!("{dir}: no workload"))?;
+        let pod = &workload.data["spec"]["template"]["spec"];
+        let tolerations = pod["tolerations"].as_array().cloned().unwrap_or_default();
+        for (key, value, effect) in fresh_taints {
+            assert!(tolerates(&tolerations, key, value, effect), "{dir}: {key}:{effect} is not tolerated");
+        }
+        if let Some(selector) = pod["nodeSelector"].as_object() {
+            for (label, value) in selector {
+                assert_eq!(
+                    &control_plane_labels[label], value,
+                    "{dir}: nodeSelector {label} fits no control-plane Node"
+                );
+            }
+        }
+        let container = &pod["containers"][0];
+        for probe in ["livenessProbe", "readinessProbe"] {
+            if let Some(get) = container[probe].get("httpGet") {
+                assert_eq!(get["scheme"], "HTTPS", "{dir}: {probe} must use HTTPS (the port serves TLS only)");
+            }
+        }
+        assert!(container.get("livenessProbe").is_some(), "{dir}: no liveness probe");
+        let budget = kind("PodDisruptionBudget").next().with_context(|| format!("{dir}: no PodDisruptionBudget"))?;
+        let labels = &workload.data["spec"]["template"]["metadata"]["labels"];
+        for (label, value) in budget.data["spec"]["selector"]["matchLabels"].as_object().context("PDB selector")? {
+            assert_eq!(&labels[label], value, "{dir}: the PodDisruptionBudget does not select the pods");
+        }
+    }
     Ok(())
 }

@@ -57,6 +57,10 @@ pub struct CcmProcess {
     process: ChildProcess,
 }
 
+/// Our CCM in the tests serves `/metrics` without a token, as upstream does with this flag
+/// (the serving test checks the default: delegated authentication and authorization).
+pub const OPEN_METRICS: &str = "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics";
+
 /// The upstream binary (built by `e2e/upstream/build.sh`).
 pub fn upstream_binary() -> PathBuf {
     paths::repo_root().join("e2e/upstream/bin/aws-cloud-controller-manager")
@@ -78,6 +82,9 @@ impl CcmLaunch {
             "--bind-address=127.0.0.1".to_string(),
             format!("--secure-port={port}"),
         ];
+        if let CcmFlavor::Ours(_) = self.flavor {
+            args.push(OPEN_METRICS.to_string());
+        }
         if self.flavor == CcmFlavor::Upstream {
             args.push(format!("--authentication-kubeconfig={kubeconfig}"));
             args.push(format!("--authorization-kubeconfig={kubeconfig}"));
@@ -161,7 +168,11 @@ impl CcmProcess {
     pub fn start_ours(binary: &Path, args: &[String], envs: &[(String, String)]) -> Result<Self> {
         let port = crate::aws_emulator::free_port()?;
         let mut args = args.to_vec();
-        args.extend(["--bind-address=127.0.0.1".to_string(), format!("--secure-port={port}")]);
+        args.extend([
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={port}"),
+            OPEN_METRICS.to_string(),
+        ]);
         let flavor = CcmFlavor::Ours(binary.to_path_buf());
         Self::supervise(flavor, binary, &format!("ccm-ours-{port}"), port, &args, envs)
     }
@@ -192,14 +203,10 @@ impl CcmProcess {
         Ok(CcmProcess { flavor, port, log, process })
     }
 
-    /// `GET /metrics` on its serving port.
+    /// `GET /metrics` on its serving port (ours serves it to anyone in the tests, see
+    /// [`OPEN_METRICS`]).
     pub fn metrics(&self) -> Result<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out)?;
-        Ok(out)
+        crate::https::get(self.port, "/metrics", None)
     }
 
     /// The value of an unlabelled metric (a counter's `…_total` line, say) on `/metrics`.

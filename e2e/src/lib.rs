@@ -40,6 +40,7 @@ mod ccm_process;
 mod child;
 mod cluster;
 mod control_plane;
+pub mod https;
 mod imds;
 pub mod lb_state;
 mod nodes;
@@ -51,7 +52,7 @@ mod tcp_proxy;
 
 pub use aws_emulator::AwsEmulator;
 pub use brownfield::Brownfield;
-pub use ccm_process::{CcmFlavor, CcmLaunch, CcmProcess, PlanOutput, upstream_binary};
+pub use ccm_process::{CcmFlavor, CcmLaunch, CcmProcess, OPEN_METRICS, PlanOutput, upstream_binary};
 pub use child::ChildProcess;
 pub use cluster::{FOREIGN_NODE_LABEL, Leftovers, TestCluster};
 pub use control_plane::ControlPlane;

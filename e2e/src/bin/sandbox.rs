@@ -125,7 +125,7 @@ async fn main() -> Result<()> {
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
         .args(&flags)
-        .args(["--bind-address=127.0.0.1", "--node-monitor-period=2s"])
+        .args(["--bind-address=127.0.0.1", "--node-monitor-period=2s", ccm_e2e::OPEN_METRICS])
         .arg(format!("--secure-port={port}"))
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
@@ -141,7 +141,8 @@ async fn main() -> Result<()> {
     println!("\nTo look around while it runs:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get nodes -o wide; kubectl get svc -A; kubectl get events -A");
-    println!("  curl -s http://127.0.0.1:{port}/metrics | grep -v '^#'");
+    // Self-signed certificate; /metrics open to anyone here (no token), unlike the default.
+    println!("  curl -sk https://127.0.0.1:{port}/metrics | grep -v '^#'");
     if let Some(aws) = &aws {
         println!(
             // AWS_DEFAULT_REGION: the AWS CLI v1 ignores AWS_REGION.
