@@ -1,5 +1,5 @@
-# A small, non-root image of cloud-controller-manager. (These build machines have no Docker
-# engine; this file is kept simple and is not built by CI.)
+# A small, non-root image of cloud-controller-manager, for people with Docker. Without a
+# container engine, image/build.sh makes the same image (README "The image"); CI builds that.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .

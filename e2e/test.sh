@@ -11,7 +11,7 @@
 #   3. cargo test --workspace: unit tests, and e2e tests that start the harness, moto and the
 #      CCMs themselves, and stop them when the test binary exits
 #   4. the whole suite only: the sandbox (e2e/sandbox.sh) in a pseudo-terminal, stopped with
-#      Ctrl-C (e2e/sandbox_ctrl_c.py)
+#      Ctrl-C (e2e/sandbox_ctrl_c.py), and the image check (image/test.py)
 #
 # Environment: CARGO_TARGET_DIR and MOTO_VENV may point at caches outside the clone.
 # E2E_BENCH=1 (e2e/bench.sh): steps 2 and 3 become the benchmark against upstream instead
@@ -85,6 +85,10 @@ if [ -z "${E2E_BENCH:-}" ]; then
     step "the sandbox in a pseudo-terminal, stopped with Ctrl-C as a person does (e2e/sandbox_ctrl_c.py; ~1 min)"
     python3 e2e/sandbox_ctrl_c.py > "$logs/sandbox.log" 2>&1 || { cat "$logs/sandbox.log"; exit 1; }
     tail -n 1 "$logs/sandbox.log"
+  fi
+  if [ $# -eq 0 ]; then
+    step "the image: built without a container engine from the debug binary, then read back and run as 65532 (image/test.py; seconds)"
+    python3 image/test.py
   fi
 else
   step "the benchmark: upstream, then ours, on the same ground (a few minutes each)"
