@@ -15,6 +15,9 @@ use support::services::{lb_name, lb_service};
 
 #[tokio::test]
 async fn a_classic_elb_group_left_by_a_cut_short_sync_goes_when_the_service_becomes_an_nlb() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("leftover", 2, "").await?;
     let ec2 = &g.cluster.direct.ec2;
     let services = g.services();
@@ -106,10 +109,16 @@ async fn nlb_pieces_left_by_a_cut_short_type_change_go(rules: bool) -> Result<()
 
 #[tokio::test]
 async fn an_nlb_deletion_cut_short_by_a_restart_is_finished_when_the_service_is_classic() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     nlb_pieces_left_by_a_cut_short_type_change_go(true).await
 }
 
 #[tokio::test]
 async fn without_node_rules_the_status_tells_that_an_nlb_was_there() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     nlb_pieces_left_by_a_cut_short_type_change_go(false).await
 }

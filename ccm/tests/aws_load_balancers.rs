@@ -32,6 +32,9 @@ fn assert_budget(what: &str, g: &Ground, total: usize, mutating: usize) {
 
 #[tokio::test]
 async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("clb", 2, "").await?;
     let created = g.services().create(&PostParams::default(), &service("web", &[], &[(80, "TCP")])).await?;
     let lb_name = lb_name(&created);
@@ -116,6 +119,9 @@ async fn classic_elb_create_follow_nodes_steady_state_and_delete() -> Result<()>
 
 #[tokio::test]
 async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("nlb", 2, "").await?;
     let mut svc = service("edge", &[NLB], &[(443, "TCP"), (80, "TCP")]);
     svc.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
@@ -176,6 +182,9 @@ async fn nlb_with_local_traffic_health_check_targets_and_node_rules() -> Result<
 
 #[tokio::test]
 async fn invalid_annotations_are_reported_together_and_change_nothing() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("invalid", 2, "").await?;
     let created = g.services().create(&PostParams::default(), &service("good", &[], &[(80, "TCP")])).await?;
     let hostname = g.hostname("good").await?;
@@ -243,6 +252,9 @@ async fn invalid_annotations_are_reported_together_and_change_nothing() -> Resul
 
 #[tokio::test]
 async fn unknown_keys_warn_but_the_load_balancer_works() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("unknown", 1, "").await?;
     let annotations = [("service.beta.kubernetes.io/aws-load-balancer-target-type", "ip")];
     g.services().create(&PostParams::default(), &service("migrating", &annotations, &[(80, "TCP")])).await?;
@@ -258,6 +270,9 @@ async fn unknown_keys_warn_but_the_load_balancer_works() -> Result<()> {
 
 #[tokio::test]
 async fn changing_the_type_replaces_the_load_balancer_completely() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("typechange", 1, "").await?;
     let created = g.services().create(&PostParams::default(), &service("flip", &[], &[(80, "TCP")])).await?;
     let lb_name = lb_name(&created);
@@ -288,6 +303,9 @@ async fn changing_the_type_replaces_the_load_balancer_completely() -> Result<()>
 
 #[tokio::test]
 async fn a_fault_halfway_through_deletion_still_leaves_nothing() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("delfault", 1, "").await?;
     g.services().create(&PostParams::default(), &service("fragile", &[], &[(80, "TCP")])).await?;
     g.hostname("fragile").await?;
@@ -315,6 +333,9 @@ async fn a_fault_halfway_through_deletion_still_leaves_nothing() -> Result<()> {
 /// health check, registered instances) is adopted without a single mutating AWS call.
 #[tokio::test]
 async fn an_upstream_classic_elb_is_adopted_untouched() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     use aws_sdk_elasticloadbalancing::types::{HealthCheck, Instance as ElbInstance, Listener, Tag};
     let _serial = support::serial().await;
     let cluster = TestCluster::new("adopt").await?;
@@ -433,6 +454,9 @@ async fn an_upstream_classic_elb_is_adopted_untouched() -> Result<()> {
 /// with exactly the listener rules; added Nodes become targets; and nothing is left after.
 #[tokio::test]
 async fn nlb_eips_managed_security_group_and_nodes_following() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("nlbsg", 2, "NLBSecurityGroupMode = Managed\n").await?;
     let ec2 = &g.cluster.direct.ec2;
     let mut eips = Vec::new();
@@ -506,6 +530,9 @@ async fn nlb_eips_managed_security_group_and_nodes_following() -> Result<()> {
 /// load balancer per tick, and drift is still repaired.
 #[tokio::test]
 async fn periodic_re_ensures_share_their_readings() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("batch", 1, "").await?;
     for i in 0..8 {
         g.services().create(&PostParams::default(), &service(&format!("many-{i}"), &[], &[(80, "TCP")])).await?;
@@ -580,6 +607,9 @@ async fn periodic_re_ensures_share_their_readings() -> Result<()> {
 /// rule, not silently dropped.
 #[tokio::test]
 async fn a_duplicate_rule_does_not_drop_the_rest_of_its_batch() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("duplicate", 2, "").await?;
     g.cluster.proxy.reset_calls();
     g.cluster.proxy.inject(
@@ -620,6 +650,9 @@ async fn a_duplicate_rule_does_not_drop_the_rest_of_its_batch() -> Result<()> {
 /// NLB is kept, with a Warning, and no AWS write touches it.
 #[tokio::test]
 async fn a_loose_type_value_never_replaces_an_existing_load_balancer() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("loose-type", 1, "").await?;
     let created = g.services().create(&PostParams::default(), &service("kept", &[NLB], &[(80, "TCP")])).await?;
     let hostname = g.hostname("kept").await?;
@@ -674,6 +707,9 @@ async fn ingress_of(cluster: &TestCluster, group: &str) -> Result<Vec<(String, i
 /// goes). `assert_nothing_left` compares the whole brownfield with its snapshot.
 #[tokio::test]
 async fn deletion_never_touches_the_users_groups_or_rules() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("users-groups", 1, "").await?;
     let b = g.vpc.brownfield.clone().context("the seed's brownfield")?;
     let (owned, plain) = (b.user_groups["owned"].clone(), b.user_groups["plain"].clone());
@@ -704,6 +740,9 @@ async fn deletion_never_touches_the_users_groups_or_rules() -> Result<()> {
 /// others need; the last one's deletion removes it. (Upstream removes it with the first.)
 #[tokio::test]
 async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_it() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let shared = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let keep = shared.clone();
     let g = ground_prepared("shared-sg", 1, move |_, vpc| {
@@ -759,6 +798,9 @@ async fn a_shared_elb_security_group_keeps_its_node_rule_while_any_service_uses_
 /// the load balancers.
 #[tokio::test]
 async fn a_stalled_leader_stops_writing_before_the_standby_takes_over() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     use ccm_e2e::{AwsProxy, ControlPlane, TcpProxy};
     use k8s_openapi::api::coordination::v1::Lease;
     use std::time::SystemTime;

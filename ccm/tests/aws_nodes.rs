@@ -248,8 +248,10 @@ async fn role_arn_is_assumed_with_upstreams_source_headers() -> Result<()> {
     support::clean_cluster(&client).await?;
     let vpc = cluster.seed(SeedOptions::default().with_instances(1)).await?;
     let names = register(&cluster, &client, &vpc).await?;
-    let role = "arn:aws:iam::123456789012:role/cloud-controller-manager";
-    let source = "arn:aws:eks:us-east-1:123456789012:cluster/parity";
+    // In the account the seeded VPC is in (the emulator keeps each account's state apart).
+    let account = cluster.emulator.account_id();
+    let role = format!("arn:aws:iam::{account}:role/cloud-controller-manager");
+    let source = format!("arn:aws:eks:us-east-1:{account}:cluster/parity");
     let config = format!("{}RoleARN = {role}\nSourceARN = {source}\n", off_aws_config(&cluster, &vpc));
     let ccm = start(&cluster, &config, None, &["--controllers=cloud-node"])?;
     wait_all_initialized(&client, &names, &ccm).await?;
@@ -261,9 +263,9 @@ async fn role_arn_is_assumed_with_upstreams_source_headers() -> Result<()> {
         |c: &ccm_e2e::proxy::CallRecord, name: &str| c.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let param =
         |c: &ccm_e2e::proxy::CallRecord, name: &str| c.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    assert_eq!(header(assume[0], "x-amz-source-account").as_deref(), Some("123456789012"));
-    assert_eq!(header(assume[0], "x-amz-source-arn").as_deref(), Some(source));
-    assert_eq!(param(assume[0], "RoleArn").as_deref(), Some(role));
+    assert_eq!(header(assume[0], "x-amz-source-account").as_deref(), Some(account));
+    assert_eq!(header(assume[0], "x-amz-source-arn"), Some(source));
+    assert_eq!(param(assume[0], "RoleArn"), Some(role));
     let ec2: Vec<_> = calls.iter().filter(|c| c.call.service == Service::Ec2).collect();
     assert!(!ec2.is_empty());
     for call in ec2 {

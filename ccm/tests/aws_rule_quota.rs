@@ -49,6 +49,9 @@ async fn fill_to_59(g: &Ground) -> Result<(usize, usize)> {
 
 #[tokio::test]
 async fn a_load_balancer_that_would_overflow_the_node_group_fails_alone_until_there_is_room() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("quota", 2, "").await?;
     let ec2 = &g.cluster.direct.ec2;
     let node_group = g.vpc.node_security_group_id.clone();
@@ -102,6 +105,9 @@ async fn a_load_balancer_that_would_overflow_the_node_group_fails_alone_until_th
 /// NLBs; the last NLB's deletion removes the rule and the group.
 #[tokio::test]
 async fn with_the_shared_backend_group_a_nearly_full_node_group_takes_many_nlbs() -> Result<()> {
+    if !support::aws::elb_or_skip() {
+        return Ok(());
+    }
     let g = ground("backend", 2, "NLBSecurityGroupMode = Managed\nNLBBackendSecurityGroup = true\n").await?;
     let ec2 = &g.cluster.direct.ec2;
     let node_group = g.vpc.node_security_group_id.clone();

@@ -75,6 +75,29 @@ impl AwsEmulator {
         &self.endpoint
     }
 
+    /// What it is, for people: `moto (e2e/moto) at URL` or `the emulator at URL (E2E_AWS_ENDPOINT)`.
+    pub fn describe(&self) -> String {
+        match (&self._process, self.flavor) {
+            (Some(_), _) => format!("moto (e2e/moto) at {}", self.endpoint),
+            (None, Flavor::LocalStack) => format!("LocalStack at {} (E2E_AWS_ENDPOINT)", self.endpoint),
+            (None, Flavor::Moto) => format!("the emulator at {} (E2E_AWS_ENDPOINT)", self.endpoint),
+        }
+    }
+
+    /// The account its state belongs to by default (an assumed role of another account sees
+    /// none of it): moto's 123456789012, LocalStack's 000000000000.
+    pub fn account_id(&self) -> &'static str {
+        match self.flavor {
+            Flavor::Moto => "123456789012",
+            Flavor::LocalStack => "000000000000",
+        }
+    }
+
+    /// Whether this process started it (and so stops it, with all its state).
+    pub fn started_here(&self) -> bool {
+        self._process.is_some()
+    }
+
     /// Whether the emulator serves ELB and ELBv2 (moto does; LocalStack Community does not).
     pub fn supports_elb(&self) -> bool {
         self.flavor == Flavor::Moto

@@ -295,6 +295,82 @@ impl SeededVpc {
         Ok(added)
     }
 
+    /// Deletes what [`SeededVpc::create`] made (for an emulator that outlives the caller),
+    /// in dependency order; the first failure is returned after trying the rest.
+    pub async fn delete(&self, ec2: &Client) -> Result<()> {
+        let mut first: Option<anyhow::Error> = None;
+        let mut keep = |result: Result<(), anyhow::Error>| {
+            if let Err(err) = result {
+                first.get_or_insert(err);
+            }
+        };
+        let ids: Vec<String> = self.instances.iter().map(|i| i.id.clone()).collect();
+        if !ids.is_empty() {
+            keep(
+                ec2.terminate_instances()
+                    .set_instance_ids(Some(ids))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .context("TerminateInstances"),
+            );
+        }
+        let tables = ec2
+            .describe_route_tables()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&self.vpc_id).build())
+            .send()
+            .await
+            .context("DescribeRouteTables")?;
+        for table in tables.route_tables() {
+            let main = table.associations().iter().any(|a| a.main() == Some(true));
+            for association in table.associations().iter().filter(|a| a.main() != Some(true)) {
+                if let Some(id) = association.route_table_association_id() {
+                    keep(
+                        ec2.disassociate_route_table()
+                            .association_id(id)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .context("DisassociateRouteTable"),
+                    );
+                }
+            }
+            if !main && let Some(id) = table.route_table_id() {
+                keep(ec2.delete_route_table().route_table_id(id).send().await.map(|_| ()).context("DeleteRouteTable"));
+            }
+        }
+        keep(
+            ec2.delete_security_group()
+                .group_id(&self.node_security_group_id)
+                .send()
+                .await
+                .map(|_| ())
+                .context("DeleteSecurityGroup"),
+        );
+        keep(
+            ec2.detach_internet_gateway()
+                .internet_gateway_id(&self.internet_gateway_id)
+                .vpc_id(&self.vpc_id)
+                .send()
+                .await
+                .map(|_| ())
+                .context("DetachInternetGateway"),
+        );
+        keep(
+            ec2.delete_internet_gateway()
+                .internet_gateway_id(&self.internet_gateway_id)
+                .send()
+                .await
+                .map(|_| ())
+                .context("DeleteInternetGateway"),
+        );
+        for subnet in &self.subnets {
+            keep(ec2.delete_subnet().subnet_id(&subnet.id).send().await.map(|_| ()).context("DeleteSubnet"));
+        }
+        keep(ec2.delete_vpc().vpc_id(&self.vpc_id).send().await.map(|_| ()).context("DeleteVpc"));
+        first.map_or(Ok(()), Err)
+    }
+
     pub fn zone_id(&self, zone: &str) -> Option<&str> {
         self.zone_ids.iter().find(|(name, _)| name == zone).map(|(_, id)| id.as_str())
     }

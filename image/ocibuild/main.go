@@ -102,7 +102,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("image %s %s\n  OCI layout: %s\n  tarball:    %s\n", ref.Name(), digest, *layoutDir, *tarPath)
+	fmt.Printf("image %s %s\n  OCI layout: %s\n  tarball:    %s\n", *tag, digest, *layoutDir, *tarPath)
 
 	if *push != "" {
 		target, err := name.ParseReference(*push)

@@ -11,6 +11,18 @@ use super::{CcmProcess, eventually};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// Whether the emulator serves the ELB APIs; when it does not (LocalStack Community, aimed at
+/// with `E2E_AWS_ENDPOINT` and `E2E_AWS_FLAVOR=localstack`), says so: a load-balancer test
+/// then skips with that line instead of failing.
+pub fn elb_or_skip() -> bool {
+    let emulator = ccm_e2e::AwsEmulator::shared();
+    if emulator.supports_elb() {
+        return true;
+    }
+    eprintln!("SKIPPED: {} has no ELB API (LocalStack Community); this test needs one", emulator.describe());
+    false
+}
+
 /// Off-AWS mode: VPC + SubnetID + cluster ID, so no IMDS at all.
 pub fn off_aws_config(cluster: &TestCluster, vpc: &SeededVpc) -> String {
     format!(

@@ -70,10 +70,21 @@ impl Drop for CcmProcess {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() {
+    // One line for any error, never a backtrace.
+    if let Err(err) = sandbox().await {
+        eprintln!("sandbox: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn sandbox() -> Result<()> {
     let options = parse_options();
     if !matches!(options.provider.as_str(), "aws" | "fake") {
-        bail!("--cloud-provider {}: the sandbox runs `aws` (against moto) or `fake`", options.provider);
+        bail!(
+            "--cloud-provider {}: the sandbox runs `aws` (against moto or E2E_AWS_ENDPOINT) or `fake`",
+            options.provider
+        );
     }
     ccm_e2e::init_crypto();
     let ccm_binary = std::env::current_exe()?.with_file_name("cloud-controller-manager");
@@ -86,7 +97,11 @@ async fn main() -> Result<()> {
     let kubeconfig = plane.kubeconfig_path().to_path_buf();
     let client = plane.client().await?;
 
-    let aws = if options.provider == "aws" { Some(AwsSandbox::start(options.nodes).await?) } else { None };
+    let aws = if options.provider == "aws" {
+        Some(AwsSandbox::start(options.nodes, options.service.is_some()).await?)
+    } else {
+        None
+    };
 
     println!(
         "==> registering {} Nodes as kubelets with --cloud-provider=external do (tainted, uninitialized)",
@@ -149,7 +164,13 @@ async fn main() -> Result<()> {
             "  export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION={REGION}",
             aws.proxy.endpoint(),
         );
-        println!("  aws ec2 describe-instances; aws elb describe-load-balancers; aws elbv2 describe-load-balancers");
+        if aws.load_balancers {
+            println!(
+                "  aws ec2 describe-instances; aws elb describe-load-balancers; aws elbv2 describe-load-balancers"
+            );
+        } else {
+            println!("  aws ec2 describe-instances; aws ec2 describe-route-tables");
+        }
     }
     if let Some(plan) = &plan {
         println!("  what it would change now (reads only; exit 0: nothing, 2: changes):");
@@ -206,6 +227,9 @@ async fn main() -> Result<()> {
     drop(ccm);
     if let Some(aws) = &aws {
         println!("==> AWS calls made by cloud-controller-manager: {:?}", aws.proxy.summary());
+    }
+    if let Some(aws) = &aws {
+        aws.clean_up().await;
     }
     drop(aws);
     drop(plane);
@@ -281,13 +305,28 @@ struct AwsSandbox {
     direct: AwsClients,
     vpc: SeededVpc,
     cloud_config: PathBuf,
+    /// Whether the sandbox reads load balancers: only when a Service asks for one, so an
+    /// emulator without ELB (LocalStack Community) serves `--service none`.
+    load_balancers: bool,
 }
 
 impl AwsSandbox {
-    async fn start(nodes: usize) -> Result<Self> {
-        println!("==> starting the moto AWS emulator (e2e/moto) and seeding a cluster VPC");
+    async fn start(nodes: usize, load_balancers: bool) -> Result<Self> {
         let emulator = AwsEmulator::start()?;
+        let what = if emulator.started_here() { "starting" } else { "using" };
+        println!("==> {what} {} and seeding a cluster VPC", emulator.describe());
         let direct = AwsClients::connect(emulator.endpoint(), REGION).await;
+        if load_balancers && let Err(err) = direct.elb.describe_load_balancers().send().await {
+            use aws_sdk_elasticloadbalancing::error::ProvideErrorMetadata;
+            let answer = match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => err.to_string(),
+            };
+            bail!(
+                "{} does not serve the ELB API ({answer}): run the sandbox with --service none, or on moto (without E2E_AWS_ENDPOINT)",
+                emulator.describe()
+            );
+        }
         let vpc = SeededVpc::create(
             &direct.ec2,
             "sandbox",
@@ -313,7 +352,18 @@ impl AwsSandbox {
             vpc.instances.len(),
             cloud_config.display()
         );
-        Ok(Self { _emulator: emulator, proxy, direct, vpc, cloud_config })
+        Ok(Self { _emulator: emulator, proxy, direct, vpc, cloud_config, load_balancers })
+    }
+
+    /// An emulator that outlives the sandbox keeps nothing of it: the seeded VPC goes.
+    async fn clean_up(&self) {
+        if self._emulator.started_here() {
+            return;
+        }
+        match self.vpc.delete(&self.direct.ec2).await {
+            Ok(()) => println!("==> deleted the seeded VPC {} from {}", self.vpc.vpc_id, self._emulator.describe()),
+            Err(err) => println!("==> could not delete all of the seeded VPC {}: {err:#}", self.vpc.vpc_id),
+        }
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -346,6 +396,9 @@ impl AwsSandbox {
         routes.sort();
         let ready = routes.len() >= self.vpc.instances.len();
         print_change(shown, "aws/route-table", format!("{} routes: {}", routes.len(), routes.join(" ")));
+        if !self.load_balancers {
+            return Ok(ready);
+        }
         for lb in self.direct.elb.describe_load_balancers().send().await?.load_balancer_descriptions() {
             let listeners: Vec<String> = lb
                 .listener_descriptions()
