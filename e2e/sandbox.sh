@@ -9,9 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Job control: each background build in its own process group, which the trap stops whole
+# (a Ctrl-C or a failed cargo build leaves no `go build` or pip running).
+set -m
 logs=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$logs"' EXIT
+trap 'for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done; rm -rf "$logs"' EXIT
 
 # Runs "$@" in the background, its output in $logs/<name>.log; says when it is done.
 background() {
@@ -31,13 +34,13 @@ background() {
 }
 
 begin=$SECONDS
-echo "==> building, side by side (the first time on 2 cores: ~12 min for the apiserver harness, Go,"
-echo "    ~15 min for the Rust binaries, cargo; seconds after that):"
+echo "==> building, side by side (the first time on 2 cores about 20 min in all: the Rust binaries"
+echo "    ~20 min, the apiserver harness ~16 min alongside; a second or two after that):"
 echo "    - the kube-apiserver harness (e2e/apiserver, Go; in the background)"
 background "the apiserver harness" e2e/apiserver/hack/build.sh
 # The AWS emulator (skipped when E2E_AWS_ENDPOINT names one already running).
 if [ -z "${E2E_AWS_ENDPOINT:-}" ]; then
-  echo "    - the moto virtualenv (e2e/moto, PyPI; in the background, ~1 min)"
+  echo "    - the moto virtualenv (e2e/moto, PyPI; in the background, ~3 min)"
   background "the moto virtualenv" e2e/moto/setup.sh
 fi
 echo "    - cloud-controller-manager and the sandbox (cargo; its progress below)"
@@ -52,5 +55,6 @@ echo "==> built in $((SECONDS - begin)) s"
 
 rm -rf "$logs"
 trap - EXIT
+set +m
 target_dir=${CARGO_TARGET_DIR:-target}
 exec "$target_dir/debug/sandbox" "$@"

@@ -11,15 +11,18 @@
 # Other options: --tag NAME:TAG (default cloud-controller-manager:<version>), --out DIR.
 # The binary is linked against this machine's glibc (Debian 12 here), which goes into the image.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
+# A path given relative to where the command was run.
+from_caller() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
 
 binary="" tag="" push="" out="image/out"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --binary) binary=$2; shift 2 ;;
+    --binary) binary=$(from_caller "$2"); shift 2 ;;
     --tag) tag=$2; shift 2 ;;
     --push) push=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
+    --out) out=$(from_caller "$2"); shift 2 ;;
     -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "image/build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac

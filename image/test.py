@@ -93,9 +93,11 @@ def check(binary: pathlib.Path, version: str, tmp: pathlib.Path, registry: str) 
     assert docker_manifest[0]["RepoTags"] == ["cloud-controller-manager:test"], docker_manifest
 
     run = ["chroot", "--userspec=65532:65532", str(root), *settings["Entrypoint"], "--version"]
+    as_user = "as 65532:65532"
     if os.geteuid() != 0:
         # Unprivileged: in a user namespace, as its root (so not as 65532 then).
         run = ["unshare", "--user", "--map-root-user", "chroot", str(root), *settings["Entrypoint"], "--version"]
+        as_user = "in a user namespace (not root here, so not as 65532)"
     done = subprocess.run(run, capture_output=True, text=True, env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
     assert done.returncode == 0, f"the entrypoint failed in the image: {done.stderr}"
     assert done.stdout.strip() == f"cloud-controller-manager {version}", done.stdout
@@ -107,7 +109,7 @@ def check(binary: pathlib.Path, version: str, tmp: pathlib.Path, registry: str) 
     with urllib.request.urlopen(request, timeout=10) as answer:
         served = answer.headers["Docker-Content-Digest"]
     assert served == entry["digest"], f"the registry has {served}, the layout {entry['digest']}"
-    return (f"image check passed: {done.stdout.strip()} runs in the image as 65532:65532; "
+    return (f"image check passed: {done.stdout.strip()} runs in the image {as_user}; "
             f"{len(manifest['layers'])} layer, {size / 1e6:.1f} MB; pushed to a registry and read back")
 
 

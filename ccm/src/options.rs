@@ -234,6 +234,9 @@ impl TryFrom<Args> for Config {
         if provider.is_empty() {
             problems.push("--cloud-provider is required (aws or fake)".to_string());
         }
+        if args.tls_cert_file.is_some() != args.tls_private_key_file.is_some() {
+            problems.push("--tls-cert-file and --tls-private-key-file go together: give both or neither".to_string());
+        }
 
         let controllers = match ControllerSet::parse(&args.controllers) {
             Ok((set, notes)) => {
@@ -448,6 +451,7 @@ mod tests {
             "--leader-elect-lease-duration=5s",
             "--logging-format=xml",
             "--concurrent-service-syncs=0",
+            "--tls-cert-file=/etc/tls/tls.crt",
         ])
         .unwrap_err();
         let text = err.to_string();
@@ -458,10 +462,11 @@ mod tests {
             "--leader-elect-lease-duration",
             "--logging-format=xml",
             "--concurrent-service-syncs",
+            "--tls-cert-file and --tls-private-key-file go together",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(err.0.len(), 6, "{text}");
+        assert_eq!(err.0.len(), 7, "{text}");
     }
 
     #[test]

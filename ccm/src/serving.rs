@@ -24,6 +24,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How long an authentication or authorization answer is reused (upstream's default TTLs).
 const CACHE_TTL: Duration = Duration::from_secs(10);
+/// At most this many answers of each kind are kept (random tokens cannot grow the cache).
+const CACHE_MAX: usize = 4096;
+/// How long a client may take to send a request's head (upstream serves with 32 s).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(32);
+/// A connection is closed (gracefully, between requests) after this long.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// What `--secure-port` serves with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +64,7 @@ fn tls_config(config: &ServingConfig) -> Result<rustls::ServerConfig> {
             let chain = CertificateDer::pem_slice_iter(&read(cert, "--tls-cert-file")?)
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("--tls-cert-file {}: not a PEM certificate", cert.display()))?;
+            anyhow::ensure!(!chain.is_empty(), "--tls-cert-file {}: no certificate in it", cert.display());
             let key = PrivateKeyDer::from_pem_slice(&read(key, "--tls-private-key-file")?)
                 .with_context(|| format!("--tls-private-key-file {}: not a PEM private key", key.display()))?;
             (chain, key)
@@ -106,8 +113,8 @@ impl User {
     }
 }
 
-/// An authorization question: user, groups, verb, path.
-type AccessKey = (String, Vec<String>, String, String);
+/// An authorization question: the whole user (name, uid, groups, extra), verb, path.
+type AccessKey = (String, String, Vec<String>, String, String, String);
 
 /// Delegated authentication and authorization, with answers cached for [`CACHE_TTL`].
 struct Delegation {
@@ -120,7 +127,10 @@ struct Delegation {
 
 impl Delegation {
     async fn user(&self, token: &str) -> Result<Option<User>> {
-        if let Some((at, user)) = self.tokens.lock().expect("lock").get(token)
+        // Kept by the token's digest, never the token itself.
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let key: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        if let Some((at, user)) = self.tokens.lock().expect("lock").get(&key)
             && at.elapsed() < CACHE_TTL
         {
             return Ok(user.clone());
@@ -133,13 +143,25 @@ impl Delegation {
         let status = answer.status.unwrap_or_default();
         let user = (status.authenticated == Some(true)).then(|| User::from_info(status.user.unwrap_or_default()));
         let mut tokens = self.tokens.lock().expect("lock");
-        tokens.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-        tokens.insert(token.to_string(), (Instant::now(), user.clone()));
+        if tokens.len() >= CACHE_MAX {
+            tokens.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+            if tokens.len() >= CACHE_MAX {
+                tokens.clear();
+            }
+        }
+        tokens.insert(key, (Instant::now(), user.clone()));
         Ok(user)
     }
 
     async fn allowed(&self, user: &User, verb: &str, path: &str) -> Result<bool> {
-        let key = (user.name.clone(), user.groups.clone(), verb.to_string(), path.to_string());
+        let key = (
+            user.name.clone(),
+            user.uid.clone().unwrap_or_default(),
+            user.groups.clone(),
+            format!("{:?}", user.extra),
+            verb.to_string(),
+            path.to_string(),
+        );
         if let Some((at, allowed)) = self.decisions.lock().expect("lock").get(&key)
             && at.elapsed() < CACHE_TTL
         {
@@ -162,7 +184,12 @@ impl Delegation {
         let answer = self.access.create(&PostParams::default(), &review).await.context("SubjectAccessReview")?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
         let mut decisions = self.decisions.lock().expect("lock");
-        decisions.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        if decisions.len() >= CACHE_MAX {
+            decisions.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+            if decisions.len() >= CACHE_MAX {
+                decisions.clear();
+            }
+        }
         decisions.insert(key, (Instant::now(), allowed));
         Ok(allowed)
     }
@@ -181,7 +208,7 @@ async fn guard(State(delegation): State<Arc<Delegation>>, request: Request, next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let user = match bearer {
@@ -264,7 +291,21 @@ pub async fn serve(config: ServingConfig, app: axum::Router, own: &kube::Client)
                     }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                // A request's head must come within HEADER_TIMEOUT (also after an idle
+                // keep-alive), and a connection ends gracefully after CONNECTION_LIFETIME: a
+                // client that connects and sends nothing holds nothing for long.
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(io, service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(HEADER_TIMEOUT, connection).await;
+                    }
+                }
             });
         }
     });

@@ -22,6 +22,7 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   exit 1
 fi
 state=$(mktemp -d)
+mkdir -p "$state/tmp"
 log=$state/localstack.log
 echo "==> starting LocalStack on 127.0.0.1:$port (log: $log)"
 # Its own session: a Ctrl-C in the terminal reaches the command below, which may still need
@@ -34,7 +35,6 @@ GATEWAY_LISTEN=127.0.0.1:$port GATEWAY_SERVER=hypercorn DNS_ADDRESS=0 \
   XDG_CACHE_HOME=$state/cache DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
   setsid "$LOCALSTACK_VENV/bin/python" -m localstack.runtime.main >"$log" 2>&1 &
 pid=$!
-mkdir -p "$state/tmp"
 stop() {
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ -z "${E2E_AWS_ENDPOINT:-}" ]; then
-  exec e2e/localstack/run.sh "$0"
+  exec e2e/localstack/run.sh "$PWD/e2e/localstack/test.sh"
 fi
 
 echo "==> the EC2 end-to-end tests on LocalStack"

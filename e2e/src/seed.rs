@@ -320,8 +320,15 @@ impl SeededVpc {
             .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&self.vpc_id).build())
             .send()
             .await
-            .context("DescribeRouteTables")?;
-        for table in tables.route_tables() {
+            .context("DescribeRouteTables");
+        let tables = match tables {
+            Ok(found) => found.route_tables().to_vec(),
+            Err(err) => {
+                keep(Err(err));
+                Vec::new()
+            }
+        };
+        for table in &tables {
             let main = table.associations().iter().any(|a| a.main() == Some(true));
             for association in table.associations().iter().filter(|a| a.main() != Some(true)) {
                 if let Some(id) = association.route_table_association_id() {

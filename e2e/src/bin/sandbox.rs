@@ -102,6 +102,8 @@ async fn sandbox() -> Result<()> {
     } else {
         None
     };
+    // Whatever happens from here on, an emulator that outlives the sandbox keeps nothing of it.
+    let outcome: Result<()> = async {
 
     println!(
         "==> registering {} Nodes as kubelets with --cloud-provider=external do (tainted, uninitialized)",
@@ -228,12 +230,15 @@ async fn sandbox() -> Result<()> {
     if let Some(aws) = &aws {
         println!("==> AWS calls made by cloud-controller-manager: {:?}", aws.proxy.summary());
     }
+    Ok(())
+    }
+    .await;
     if let Some(aws) = &aws {
         aws.clean_up().await;
     }
     drop(aws);
     drop(plane);
-    Ok(())
+    outcome
 }
 
 /// `cloud-controller-manager plan` with the controller's flags.

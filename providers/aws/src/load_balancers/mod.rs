@@ -260,6 +260,14 @@ impl AwsLoadBalancers {
     }
 }
 
+/// A Warning's text for pieces an earlier load balancer of the Service (`other`) left that
+/// could not all be deleted now.
+fn leftover_warning(other: &str, err: &CloudError) -> String {
+    format!(
+        "what an earlier {other} of this Service left could not all be deleted yet ({err}); it is looked for again when the Service is deleted"
+    )
+}
+
 fn from_aws(err: AwsError) -> CloudError {
     err.into()
 }
@@ -327,12 +335,23 @@ impl LoadBalancers for AwsLoadBalancers {
             && !status.ingress.is_empty()
             && service.current_ingress != status.ingress
         {
-            match cfg.kind {
-                Kind::Classic => self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster).await?,
-                Kind::Nlb => self.classic_delete(&cfg.uid).await?,
+            // Best effort: the new load balancer works, and its status is written, whatever
+            // its predecessor left.
+            let cleaned = match cfg.kind {
+                Kind::Classic => Box::pin(self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster)).await,
+                Kind::Nlb => Box::pin(self.classic_delete(&cfg.uid)).await,
+            };
+            if let Err(err) = cleaned {
+                let other = if cfg.kind == Kind::Classic { "NLB" } else { "Classic ELB" };
+                status.warnings.push(leftover_warning(other, &err));
             }
         }
-        self.ensured.lock().expect("lock").insert(cfg.uid.clone(), cfg.kind);
+        // Pieces of the other type left (the only warnings of the ensures above): the type stays
+        // unknown, so the Service's deletion looks for both types and tries them again.
+        if status.warnings.is_empty() {
+            self.ensured.lock().expect("lock").insert(cfg.uid.clone(), cfg.kind);
+        }
+        warnings.append(&mut status.warnings);
         status.warnings = warnings;
         Ok(status)
     }

@@ -186,24 +186,31 @@ impl AwsLoadBalancers {
         let mut observed = self.classic_observe(cfg, nodes, true, periodic).await?;
         let name = names::load_balancer_name(&cfg.uid);
         let nlb = nlb_may_exist && observed.lb.is_none() && self.nlb_describe(&name).await?.is_some();
-        if nlb || observed.nlb_leftover {
+        let service = format!("{}/{}", cfg.namespace, cfg.name);
+        let mut warnings = Vec::new();
+        let nlb_handled = nlb || observed.nlb_leftover;
+        if nlb_handled {
+            // The NLB itself goes before its replacement is made; pieces without their NLB
+            // never hold up the Classic ELB: one that cannot go yet (a rule someone else wrote
+            // on its group, say) is reported and left. (Boxed: these futures are large.)
             let what = if nlb {
                 "deleting the NLB of this Service's earlier type"
             } else {
                 "deleting what an NLB of this Service left"
             };
-            tracing::info!(service = %format!("{}/{}", cfg.namespace, cfg.name), "{what}");
-            self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster_name).await?;
-            observed = self.classic_observe(cfg, nodes, true, false).await?;
+            tracing::info!(%service, "{what}");
+            match Box::pin(self.nlb_delete(&cfg.namespace, &cfg.name, &cfg.uid, cluster_name)).await {
+                Ok(()) => observed = Box::pin(self.classic_observe(cfg, nodes, true, false)).await?,
+                Err(err) if !nlb => warnings.push(super::leftover_warning("NLB", &err)),
+                Err(err) => return Err(err),
+            }
         }
         let plan = plan::ensure(&self.classic_desired(cfg), &observed)?;
         let applied = self.apply(&plan).await?;
         let dns = observed.lb.as_ref().and_then(|lb| lb.dns_name().map(String::from)).or(applied.dns_name);
-        let status = LoadBalancerStatus {
-            ingress: dns.map(|d| vec![IngressPoint::hostname(d)]).unwrap_or_default(),
-            warnings: Vec::new(),
-        };
-        Ok((status, nlb || observed.nlb_leftover))
+        let status =
+            LoadBalancerStatus { ingress: dns.map(|d| vec![IngressPoint::hostname(d)]).unwrap_or_default(), warnings };
+        Ok((status, nlb_handled))
     }
 
     pub(crate) async fn classic_update_hosts(&self, cfg: &LbConfig, nodes: &[NodeInfo]) -> Result<(), CloudError> {
