@@ -14,24 +14,8 @@ cd "$(dirname "$0")/.."
 set -m
 logs=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done; rm -rf "$logs"' EXIT
-
-# Runs "$@" in the background, its output in $logs/<name>.log; says when it is done.
-background() {
-  local name=$1
-  shift
-  (
-    start=$SECONDS
-    if "$@" >"$logs/$name.log" 2>&1; then
-      echo "    $name ready in $((SECONDS - start)) s"
-    else
-      echo "    $name FAILED after $((SECONDS - start)) s; its output:"
-      sed 's/^/      /' "$logs/$name.log"
-      exit 1
-    fi
-  ) &
-  pids+=($!)
-}
+source e2e/jobs.sh
+trap 'stop_background; rm -rf "$logs"' EXIT
 
 begin=$SECONDS
 echo "==> building, side by side (the first time on 2 cores about 20 min in all: the Rust binaries"
@@ -47,10 +31,7 @@ echo "    - cloud-controller-manager and the sandbox (cargo; its progress below)
 start=$SECONDS
 cargo build --locked -p cloud-controller-manager -p ccm-e2e --bins
 echo "    the Rust binaries ready in $((SECONDS - start)) s"
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-pids=()
-[ "$failed" = 0 ] || { echo "a build failed (above)"; exit 1; }
+wait_background
 echo "==> built in $((SECONDS - begin)) s"
 
 rm -rf "$logs"

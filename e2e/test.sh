@@ -24,24 +24,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 logs=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$logs"' EXIT
-
-# Runs "$@" in the background, its output in $logs/<name>.log, and reports how long it took.
-background() {
-  local name=$1
-  shift
-  (
-    start=$SECONDS
-    if "$@" >"$logs/$name.log" 2>&1; then
-      echo "    $name ready in $((SECONDS - start)) s"
-    else
-      echo "    $name FAILED after $((SECONDS - start)) s; its output:"
-      sed 's/^/      /' "$logs/$name.log"
-      exit 1
-    fi
-  ) &
-  pids+=($!)
-}
+source e2e/jobs.sh
+trap 'stop_background; rm -rf "$logs"' EXIT
 
 go_tools() {
   e2e/apiserver/hack/build.sh
@@ -69,12 +53,7 @@ else
 fi
 
 step "waiting for the background builds"
-failed=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || failed=1
-done
-pids=()
-[ "$failed" = 0 ] || { echo "a background build failed (above)"; exit 1; }
+wait_background
 
 if [ -z "${E2E_BENCH:-}" ]; then
   step "cargo test --workspace"

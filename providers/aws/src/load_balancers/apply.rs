@@ -82,6 +82,29 @@ fn over_quota(err: crate::errors::AwsError, group: &str) -> CloudError {
 }
 
 impl AwsLoadBalancers {
+    /// An authorization's result, where a group "at its quota" that already holds every one of
+    /// `rules` is success: a concurrent sync (NLBs sharing the backend group, say) added them
+    /// first, and an emulator may answer the quota before the duplicate. One describe, only then.
+    async fn unless_already_there(
+        &self,
+        result: Result<(), crate::errors::AwsError>,
+        group: &str,
+        rules: &[Rule],
+    ) -> Result<(), CloudError> {
+        match result {
+            Err(err) if err.has_code("RulesPerSecurityGroupLimitExceeded") => {
+                let found = self.ec2.security_groups(vec![group.to_string()], Vec::new()).await?;
+                let present: Vec<_> =
+                    found.iter().flat_map(super::security_groups::ingress).map(|r| r.identity()).collect();
+                if rules.iter().all(|r| present.contains(&r.identity())) {
+                    return Ok(());
+                }
+                Err(over_quota(err, group))
+            }
+            other => other.map_err(|e| over_quota(e, group)),
+        }
+    }
+
     /// Executes `plan` in order; the first failure stops it.
     pub(crate) async fn apply(&self, plan: &[Change]) -> Result<Applied, CloudError> {
         let mut applied = Applied::default();
@@ -124,14 +147,16 @@ impl AwsLoadBalancers {
             Action::TagSecurityGroup { group, tags } => self.ec2.create_tags(group, tags).await?,
             Action::AuthorizeIngress { group, rules } => {
                 let group = applied.group(group)?;
-                self.ec2.authorize_ingress(&group, permissions(rules)).await.map_err(|e| over_quota(e, &group))?
+                let result = self.ec2.authorize_ingress(&group, permissions(rules)).await;
+                self.unless_already_there(result, &group, rules).await?
             }
             Action::RevokeIngress { group, rules } => {
                 self.ec2.revoke_ingress(&applied.group(group)?, permissions(rules)).await?
             }
             Action::AdmitGroup { group, from } => {
                 let rule = Rule::all_from_group(&applied.group(from)?);
-                self.ec2.authorize_ingress(group, vec![rule.to_permission()]).await.map_err(|e| over_quota(e, group))?
+                let result = self.ec2.authorize_ingress(group, vec![rule.to_permission()]).await;
+                self.unless_already_there(result, group, std::slice::from_ref(&rule)).await?
             }
             Action::DeleteSecurityGroup { group } => self.delete_group(group).await?,
             other => unreachable!("{other:?} is not an EC2 action"),
