@@ -11,10 +11,8 @@ use ccm_e2e::Service as AwsService;
 use kube::api::{Patch, PatchParams, PostParams};
 use support::aws::WAIT;
 use support::ground::{Ground, ground};
-use support::services::lb_service as service;
+use support::services::{NLB, lb_service as service};
 use support::{events, eventually};
-
-const NLB: (&str, &str) = ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb");
 
 /// Filler rules another tool wrote: TCP 1000 + i from 192.0.2.i/32.
 fn filler(range: std::ops::Range<usize>) -> Vec<IpPermission> {

@@ -9,6 +9,9 @@ use kube::api::Api;
 
 use super::eventually;
 
+/// The annotation that makes a Service's load balancer an NLB.
+pub const NLB: (&str, &str) = ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb");
+
 /// `default/<name>`, `type: LoadBalancer`, with these annotations and (port, protocol) pairs
 /// (ports named `p<port>`).
 pub fn lb_service(name: &str, annotations: &[(&str, &str)], ports: &[(i32, &str)]) -> Service {
